@@ -1,0 +1,114 @@
+//! A partition: the topics whose name hashes to this worker. It owns, for those topics, the subscriptions
+//! by exact name, the retained messages and the history; and it holds a replica of every wildcard
+//! subscription, matched only against its own topics.
+//!
+//! So a PUBLISH is handled by exactly one partition (its topic's), which sees every subscription that can
+//! match it: the exact ones are there because they hash like the topic, the wildcard ones because they are
+//! everywhere. Subscribing with a wildcard costs one message per partition; publishing never fans out to
+//! partitions. Pure state: no threads, no channels; effects go into the [`Outbox`].
+
+mod history;
+
+pub use history::{HistoryEntry, RecentTopic};
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::config::Limits;
+use crate::message::{home_of, ClientId, Delivery, Message};
+use crate::protocol::QoS;
+use crate::topic::{SubscriptionTrie, TopicTree};
+use crate::worker::{Envelope, Outbox};
+use history::History;
+
+/// A subscription as the partition holds it.
+#[derive(Clone, Copy, Debug)]
+struct Sub {
+    qos: QoS,
+    epoch: u64,
+    /// The subscriber's home worker, computed once at subscribe time.
+    home: usize,
+}
+
+pub struct Partition {
+    workers: usize,
+    subs: SubscriptionTrie<ClientId, Sub>,
+    retained: TopicTree<Arc<Message>>,
+    history: History,
+    /// Reused per publish to merge overlapping subscriptions of one client.
+    scratch: HashMap<ClientId, Sub>,
+}
+
+impl Partition {
+    pub fn new(workers: usize, limits: &Limits) -> Partition {
+        Partition {
+            workers,
+            subs: SubscriptionTrie::new(),
+            retained: TopicTree::new(),
+            history: History::new(limits.history_len, limits.recent_topics, limits.max_history_topics),
+            scratch: HashMap::new(),
+        }
+    }
+
+    pub fn publish(&mut self, msg: Arc<Message>, out: &mut Outbox) {
+        if msg.retain {
+            // A zero-byte retained message clears the topic's retained message [MQTT-3.3.1-10], [MQTT-3.3.1-11].
+            if msg.payload.is_empty() {
+                self.retained.remove(&msg.topic);
+            } else {
+                self.retained.insert(&msg.topic, msg.clone());
+            }
+        }
+        self.history.record(&msg);
+
+        // Overlapping subscriptions of one client give one copy at the highest matching QoS [MQTT-3.3.5-1].
+        let scratch = &mut self.scratch;
+        self.subs.for_each_match(&msg.topic, |client, sub| {
+            scratch
+                .entry(client.clone())
+                .and_modify(|s| {
+                    if sub.qos > s.qos {
+                        s.qos = sub.qos
+                    }
+                })
+                .or_insert(*sub);
+        });
+        for (client, sub) in scratch.drain() {
+            let qos = msg.qos.min(sub.qos);
+            // Copies to existing subscriptions go out with RETAIN 0 [MQTT-3.3.1-9].
+            let d = Delivery { client, epoch: sub.epoch, msg: msg.clone(), qos, retain: false };
+            out.push(sub.home, Envelope::Deliver(d));
+        }
+    }
+
+    /// Adds or replaces a subscription and sends the retained messages it matches in this partition
+    /// [MQTT-3.3.1-6], [MQTT-3.8.4-3] with RETAIN 1 [MQTT-3.3.1-8].
+    pub fn subscribe(&mut self, client: ClientId, epoch: u64, filter: &str, qos: QoS, out: &mut Outbox) {
+        let home = home_of(&client, self.workers);
+        self.subs.insert(filter, client.clone(), Sub { qos, epoch, home });
+        self.retained.for_each_match(filter, |_, msg| {
+            let d = Delivery { client: client.clone(), epoch, msg: msg.clone(), qos: msg.qos.min(qos), retain: true };
+            out.push(home, Envelope::Deliver(d));
+        });
+    }
+
+    pub fn unsubscribe(&mut self, client: &ClientId, filter: &str) {
+        self.subs.remove(filter, client);
+    }
+
+    pub fn history(&self, topic: &str) -> Vec<HistoryEntry> {
+        self.history.of(topic)
+    }
+
+    pub fn recent(&self) -> Vec<RecentTopic> {
+        self.history.recent()
+    }
+
+    pub fn subscription_count(&self) -> usize {
+        self.subs.len()
+    }
+
+    pub fn retained_count(&self) -> usize {
+        self.retained.len()
+    }
+}

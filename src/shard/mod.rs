@@ -1,0 +1,905 @@
+//! A shard: the connections one worker serves and the sessions whose client id hashes to that worker.
+//!
+//! A connection is accepted by any worker, which reads its CONNECT and has the credentials checked; then
+//! the connection moves (socket, CONNECT and any bytes read after it) to the client id's *home* worker,
+//! where its session lives. So each session has exactly one place, and a second CONNECT with the same
+//! client id always meets the first at the same shard, whichever worker accepted either socket.
+//!
+//! This is the only state that touches sockets. It never blocks and never sends on a channel itself:
+//! work for partitions and other workers goes into the [`Outbox`], which the worker flushes once per turn.
+
+mod conn;
+mod info;
+
+pub use conn::ConnRef;
+pub use info::{ClientInfo, WillInfo};
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use mio::net::TcpStream;
+use mio::{Interest, Registry, Token};
+
+use crate::auth::{AuthHandle, AuthJob, UserTable, Verdict};
+use crate::config::Settings;
+use crate::message::{home_of, partition_of, ClientId, Delivery, Message};
+use crate::metrics::WorkerMetrics;
+use crate::protocol::{
+    self, ConnAck, Connect, ConnectReturnCode, LastWill, Packet, PacketId, Publish, QoS, SubAck, SubAckCode,
+    Subscribe, Unsubscribe,
+};
+use crate::session::{Offer, OutState, Session};
+use crate::topic::{has_wildcard, validate_filter, TopicList};
+use crate::worker::{Envelope, Handoff, Outbox, WorkerHandle};
+use conn::{Conn, Phase, Slab};
+
+/// Bytes read from one connection per turn before others get theirs.
+const READ_BUDGET: usize = 256 * 1024;
+/// The worker's shared read buffer.
+const SCRATCH_SIZE: usize = 64 * 1024;
+/// Write buffers larger than this are released once flushed, so idle connections hold none.
+const KEEP_WBUF_CAPACITY: usize = 4096;
+
+/// Why a connection ended: logged, and decides whether the will is published.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CloseReason {
+    /// DISCONNECT received: the will is discarded [MQTT-3.14.4-3].
+    Graceful,
+    KeepAliveTimeout,
+    ConnectTimeout,
+    Protocol(String),
+    Socket(String),
+    /// The peer closed the socket without DISCONNECT.
+    PeerClosed,
+    /// The admin API disconnected it.
+    Forced,
+    /// A new connection with the same client id took the session over [MQTT-3.1.4-2].
+    Takeover,
+    /// CONNACK with a refusal code was sent.
+    Refused(ConnectReturnCode),
+    /// The broker is stopping.
+    Shutdown,
+}
+
+impl CloseReason {
+    fn publishes_will(&self) -> bool {
+        !matches!(self, CloseReason::Graceful | CloseReason::Shutdown)
+    }
+}
+
+impl fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CloseReason::Graceful => write!(f, "graceful (DISCONNECT)"),
+            CloseReason::KeepAliveTimeout => write!(f, "keep-alive timeout"),
+            CloseReason::ConnectTimeout => write!(f, "no CONNECT in time"),
+            CloseReason::Protocol(why) => write!(f, "protocol error: {why}"),
+            CloseReason::Socket(why) => write!(f, "socket error: {why}"),
+            CloseReason::PeerClosed => write!(f, "connection closed by the client without DISCONNECT"),
+            CloseReason::Forced => write!(f, "forced disconnect"),
+            CloseReason::Takeover => write!(f, "session taken over by a new connection"),
+            CloseReason::Refused(code) => write!(f, "refused with CONNACK {:#04x}", *code as u8),
+            CloseReason::Shutdown => write!(f, "broker shutdown"),
+        }
+    }
+}
+
+/// Everything a shard needs from outside, handed over once at start.
+pub struct ShardContext {
+    pub me: usize,
+    pub workers: usize,
+    pub settings: Arc<Settings>,
+    pub registry: Registry,
+    pub auth: AuthHandle,
+    pub users: UserTable,
+    pub handle: WorkerHandle,
+    pub metrics: Arc<WorkerMetrics>,
+    pub topic_list: Arc<TopicList>,
+}
+
+pub struct Shard {
+    cx: ShardContext,
+    conns: Slab<Conn>,
+    sessions: HashMap<ClientId, Session>,
+    /// (deadline, slot, generation); entries whose time no longer equals the connection's `timer_at`
+    /// are stale and skipped. One entry per connection at most.
+    timers: BinaryHeap<Reverse<(Instant, usize, u32)>>,
+    /// Connections with unread bytes (their read budget ran out, or reading resumes after auth).
+    ready: VecDeque<(usize, u32)>,
+    /// Connections with bytes to write this turn.
+    dirty: Vec<(usize, u32)>,
+    scratch: Vec<u8>,
+    next_epoch: u64,
+}
+
+impl Shard {
+    pub fn new(cx: ShardContext) -> Shard {
+        Shard {
+            cx,
+            conns: Slab::default(),
+            sessions: HashMap::new(),
+            timers: BinaryHeap::new(),
+            ready: VecDeque::new(),
+            dirty: Vec::new(),
+            scratch: vec![0; SCRATCH_SIZE],
+            next_epoch: 1,
+        }
+    }
+
+    // ----- loop plumbing -------------------------------------------------------------------------------
+
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.timers.peek().map(|Reverse((t, _, _))| *t)
+    }
+
+    pub fn set_topic_list(&mut self, list: Arc<TopicList>) {
+        self.cx.topic_list = list;
+    }
+
+    pub fn accept(&mut self, stream: TcpStream, peer: SocketAddr, now: Instant) {
+        let deadline = now + self.cx.settings.limits.connect_timeout;
+        let Some((slot, gen)) = self.insert(Conn::new(stream, peer, now, deadline)) else { return };
+        self.schedule(slot, gen);
+        self.mark_ready(slot, gen);
+        log::debug!("{peer}: accepted on worker {}", self.cx.me);
+    }
+
+    /// A connection arriving from another worker with its accepted CONNECT.
+    pub fn adopt(&mut self, h: Handoff, out: &mut Outbox, now: Instant) {
+        let Handoff { stream, peer, connect, leftover } = h;
+        let mut conn = Conn::new(stream, peer, now, now);
+        conn.rbuf = leftover;
+        let Some((slot, gen)) = self.insert(conn) else { return };
+        self.attach(slot, gen, connect, out, now);
+        self.parse_buffered(slot, gen, out, now);
+        self.mark_ready(slot, gen);
+    }
+
+    fn insert(&mut self, conn: Conn) -> Option<(usize, u32)> {
+        let peer = conn.peer;
+        let (slot, gen) = self.conns.insert(conn);
+        let c = self.conns.get_mut(slot, gen)?;
+        if let Err(e) = self.cx.registry.register(&mut c.stream, Token(slot), Interest::READABLE) {
+            log::warn!("{peer}: cannot register the connection: {e}");
+            self.conns.remove(slot, gen);
+            return None;
+        }
+        self.cx.metrics.connection_opened();
+        Some((slot, gen))
+    }
+
+    pub fn on_socket_event(&mut self, slot: usize, readable: bool, writable: bool, out: &mut Outbox, now: Instant) {
+        let Some((gen, _)) = self.conns.current(slot) else { return };
+        if writable {
+            self.flush_conn(slot, gen, out);
+        }
+        if readable {
+            self.read_conn(slot, gen, out, now);
+        }
+    }
+
+    /// Gives connections whose read budget ran out last turn another turn.
+    pub fn continue_reads(&mut self, out: &mut Outbox, now: Instant) {
+        for _ in 0..self.ready.len() {
+            let Some((slot, gen)) = self.ready.pop_front() else { break };
+            if let Some(c) = self.conns.get_mut(slot, gen) {
+                c.in_ready = false;
+                self.read_conn(slot, gen, out, now);
+            }
+        }
+    }
+
+    fn mark_ready(&mut self, slot: usize, gen: u32) {
+        if let Some(c) = self.conns.get_mut(slot, gen) {
+            if !c.in_ready {
+                c.in_ready = true;
+                self.ready.push_back((slot, gen));
+            }
+        }
+    }
+
+    /// Closes connections whose deadline passed: keep-alive timeouts and CONNECT timeouts.
+    pub fn expire(&mut self, now: Instant, out: &mut Outbox) {
+        while let Some(&Reverse((at, slot, gen))) = self.timers.peek() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(c) = self.conns.get_mut(slot, gen) else { continue };
+            if c.timer_at != Some(at) {
+                continue;
+            }
+            c.timer_at = None;
+            match c.deadline {
+                Some(d) if d <= now => {
+                    let reason = match c.phase {
+                        Phase::Connected(_) => CloseReason::KeepAliveTimeout,
+                        _ => CloseReason::ConnectTimeout,
+                    };
+                    self.close(slot, gen, reason, out);
+                }
+                Some(_) => self.schedule(slot, gen),
+                None => {}
+            }
+        }
+    }
+
+    /// Makes sure the connection's deadline has a timer entry no later than it.
+    fn schedule(&mut self, slot: usize, gen: u32) {
+        let Some(c) = self.conns.get_mut(slot, gen) else { return };
+        let Some(d) = c.deadline else { return };
+        if c.timer_at.is_none_or(|t| d < t) {
+            c.timer_at = Some(d);
+            self.timers.push(Reverse((d, slot, gen)));
+        }
+    }
+
+    /// Writes what each dirty connection has pending: one write call per connection per turn, however
+    /// many packets were queued for it.
+    pub fn flush_writes(&mut self, out: &mut Outbox) {
+        let mut dirty = std::mem::take(&mut self.dirty);
+        for (slot, gen) in dirty.drain(..) {
+            if let Some(c) = self.conns.get_mut(slot, gen) {
+                c.dirty = false;
+                self.flush_conn(slot, gen, out);
+            }
+        }
+        if self.dirty.is_empty() {
+            self.dirty = dirty;
+        }
+    }
+
+    /// Whether the next poll must not wait: reads left over or bytes queued during the last flush.
+    pub fn has_pending_work(&self) -> bool {
+        !self.ready.is_empty() || !self.dirty.is_empty()
+    }
+
+    pub fn shutdown(&mut self) {
+        for (slot, gen) in self.conns.keys() {
+            if let Some(mut c) = self.conns.remove(slot, gen) {
+                let _ = c.stream.write(&c.wbuf);
+                let _ = self.cx.registry.deregister(&mut c.stream);
+                let _ = c.stream.shutdown(std::net::Shutdown::Both);
+                self.cx.metrics.connection_closed();
+            }
+        }
+    }
+}
+
+// ----- reading and parsing ---------------------------------------------------------------------------
+
+impl Shard {
+    fn read_conn(&mut self, slot: usize, gen: u32, out: &mut Outbox, now: Instant) {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let mut budget = READ_BUDGET;
+        loop {
+            let Some(c) = self.conns.get_mut(slot, gen) else { break };
+            if !matches!(c.phase, Phase::AwaitConnect | Phase::Connected(_)) {
+                // Paused while credentials are checked; `auth_done` resumes reading.
+                break;
+            }
+            match c.stream.read(&mut scratch) {
+                Ok(0) => {
+                    self.close(slot, gen, CloseReason::PeerClosed, out);
+                    break;
+                }
+                Ok(n) => {
+                    self.cx.metrics.add_bytes_in(n);
+                    if c.rbuf.is_empty() {
+                        // The common case: whole packets in the scratch buffer, no copy.
+                        let used = self.parse(slot, gen, &scratch[..n], out, now);
+                        if let Some(c) = self.conns.get_mut(slot, gen) {
+                            c.rbuf.extend_from_slice(&scratch[used..n]);
+                        }
+                    } else {
+                        c.rbuf.extend_from_slice(&scratch[..n]);
+                        self.parse_buffered(slot, gen, out, now);
+                    }
+                    self.after_parse(slot, gen, out, now);
+                    budget = budget.saturating_sub(n);
+                    if budget == 0 {
+                        self.mark_ready(slot, gen);
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    self.close(slot, gen, CloseReason::Socket(e.to_string()), out);
+                    break;
+                }
+            }
+        }
+        self.scratch = scratch;
+    }
+
+    /// Parses the connection's own buffer (bytes that arrived split, or came with a handoff).
+    fn parse_buffered(&mut self, slot: usize, gen: u32, out: &mut Outbox, now: Instant) {
+        let Some(c) = self.conns.get_mut(slot, gen) else { return };
+        let buf = std::mem::take(&mut c.rbuf);
+        let used = self.parse(slot, gen, &buf, out, now);
+        if let Some(c) = self.conns.get_mut(slot, gen) {
+            let mut buf = buf;
+            buf.drain(..used);
+            if buf.is_empty() {
+                buf = Vec::new();
+            }
+            c.rbuf = buf;
+        }
+    }
+
+    /// Handles every complete packet in `data`; returns how many bytes were consumed. Stops early when
+    /// the connection closes or leaves the reading phases (CONNECT accepted or under authentication).
+    fn parse(&mut self, slot: usize, gen: u32, data: &[u8], out: &mut Outbox, now: Instant) -> usize {
+        let max = self.cx.settings.limits.max_packet_size;
+        let mut pos = 0;
+        loop {
+            let Some(c) = self.conns.get_mut(slot, gen) else { return pos };
+            let connecting = matches!(c.phase, Phase::AwaitConnect);
+            if !connecting && !matches!(c.phase, Phase::Connected(_)) {
+                return pos;
+            }
+            let rest = &data[pos..];
+            let frame = match protocol::frame(rest, max) {
+                Ok(Some(f)) if rest.len() >= f.total_len() => f,
+                Ok(_) => return pos,
+                Err(e) => {
+                    self.close(slot, gen, CloseReason::Protocol(e.to_string()), out);
+                    return pos;
+                }
+            };
+            let bytes = &rest[..frame.total_len()];
+            pos += frame.total_len();
+            match protocol::decode(&frame, bytes) {
+                Ok(packet) => self.on_packet(slot, gen, packet, out, now),
+                Err(e) => {
+                    if connecting && e.is_unsupported_protocol_level() {
+                        // [MQTT-3.1.2-2]: answer 0x01, then close.
+                        self.refuse(slot, gen, ConnectReturnCode::UnacceptableProtocolVersion, out);
+                    } else {
+                        self.close(slot, gen, CloseReason::Protocol(e.to_string()), out);
+                    }
+                    return pos;
+                }
+            }
+        }
+    }
+
+    /// A CONNECT accepted without waiting for the auth pool is acted on once parsing has stopped, so the
+    /// bytes after it are in `rbuf` and travel with the connection if it moves.
+    fn after_parse(&mut self, slot: usize, gen: u32, out: &mut Outbox, now: Instant) {
+        let Some(c) = self.conns.get_mut(slot, gen) else { return };
+        if matches!(c.phase, Phase::Accepted(_)) {
+            self.connect_accepted(slot, gen, out, now);
+        }
+    }
+
+    fn on_packet(&mut self, slot: usize, gen: u32, packet: Packet, out: &mut Outbox, now: Instant) {
+        let Some(c) = self.conns.get_mut(slot, gen) else { return };
+        c.last_packet = now;
+        if c.keep_alive > 0 {
+            c.deadline = Some(now + keep_alive_window(c.keep_alive));
+        }
+        let client = match &c.phase {
+            Phase::AwaitConnect => {
+                match packet {
+                    Packet::Connect(connect) => self.on_connect(slot, gen, connect, out),
+                    other => {
+                        let why = format!("{} before CONNECT [MQTT-3.1.0-1]", other.name());
+                        self.close(slot, gen, CloseReason::Protocol(why), out);
+                    }
+                }
+                return;
+            }
+            Phase::Connected(id) => id.clone(),
+            Phase::Authenticating(_) | Phase::Accepted(_) => return,
+        };
+        match packet {
+            Packet::Publish(p) => self.on_publish(slot, gen, &client, p, out),
+            Packet::PubAck(pid) => {
+                if self.session(&client).is_some_and(|s| s.on_puback(pid)) {
+                    self.fill_window(&client);
+                }
+            }
+            Packet::PubRec(pid) => {
+                if self.session(&client).is_some_and(|s| s.on_pubrec(pid)) {
+                    self.write(slot, gen, &Packet::PubRel(pid));
+                }
+            }
+            Packet::PubRel(pid) => {
+                if let Some(s) = self.session(&client) {
+                    s.release_qos2(pid);
+                }
+                self.write(slot, gen, &Packet::PubComp(pid));
+            }
+            Packet::PubComp(pid) => {
+                if self.session(&client).is_some_and(|s| s.on_pubcomp(pid)) {
+                    self.fill_window(&client);
+                }
+            }
+            Packet::Subscribe(sub) => self.on_subscribe(slot, gen, &client, sub, out),
+            Packet::Unsubscribe(unsub) => self.on_unsubscribe(slot, gen, &client, unsub, out),
+            Packet::PingReq => self.write(slot, gen, &Packet::PingResp),
+            Packet::Disconnect => {
+                if let Some(c) = self.conns.get_mut(slot, gen) {
+                    c.will = None; // [MQTT-3.14.4-3]
+                }
+                self.close(slot, gen, CloseReason::Graceful, out);
+            }
+            Packet::Connect(_) => {
+                let why = "second CONNECT on a connection [MQTT-3.1.0-2]".to_string();
+                self.close(slot, gen, CloseReason::Protocol(why), out);
+            }
+            other @ (Packet::ConnAck(_) | Packet::SubAck(_) | Packet::UnsubAck(_) | Packet::PingResp) => {
+                let why = format!("{} is a server-to-client packet", other.name());
+                self.close(slot, gen, CloseReason::Protocol(why), out);
+            }
+        }
+    }
+
+    fn session(&mut self, client: &ClientId) -> Option<&mut Session> {
+        self.sessions.get_mut(client)
+    }
+}
+
+/// 1.5 × keep alive [MQTT-3.1.2-24].
+fn keep_alive_window(keep_alive: u16) -> Duration {
+    Duration::from_millis(u64::from(keep_alive) * 1500)
+}
+
+// ----- CONNECT, sessions, close ----------------------------------------------------------------------
+
+impl Shard {
+    fn on_connect(&mut self, slot: usize, gen: u32, mut connect: Connect, out: &mut Outbox) {
+        if connect.client_id.is_empty() {
+            if !connect.clean_session {
+                // [MQTT-3.1.3-8]
+                log::warn!("refused a client with an empty client id without clean session");
+                self.refuse(slot, gen, ConnectReturnCode::IdentifierRejected, out);
+                return;
+            }
+            connect.client_id = self.assign_client_id(); // [MQTT-3.1.3-6]
+        }
+        let Some(c) = self.conns.get_mut(slot, gen) else { return };
+        let peer = c.peer;
+        c.level = Some(connect.level);
+        c.username = connect.username.clone();
+        let accounts = !self.cx.users.read().is_empty();
+        let needs_check = connect.username.is_some() && (accounts || !self.cx.settings.allow_anonymous);
+        if needs_check {
+            let job = AuthJob {
+                conn: ConnRef { worker: self.cx.me, slot, gen },
+                reply_to: self.cx.handle.clone(),
+                username: connect.username.clone().unwrap_or_default(),
+                password: connect.password.clone().unwrap_or_default(),
+            };
+            c.phase = Phase::Authenticating(Box::new(connect));
+            if self.cx.auth.submit(job).is_err() {
+                log::warn!("{peer}: refused: the auth pool is saturated");
+                self.refuse(slot, gen, ConnectReturnCode::ServerUnavailable, out);
+            }
+        } else if connect.username.is_none() && !self.cx.settings.allow_anonymous {
+            log::warn!("{peer}: refused client {}: anonymous access is off", connect.client_id);
+            self.refuse(slot, gen, ConnectReturnCode::NotAuthorized, out);
+        } else {
+            c.phase = Phase::Accepted(Box::new(connect));
+        }
+    }
+
+    fn assign_client_id(&mut self) -> String {
+        let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        self.next_epoch += 1;
+        format!("shardmq-{:x}-{:x}-{:x}", self.cx.me, nanos & 0xffff_ffff_ffff, self.next_epoch)
+    }
+
+    pub fn auth_done(&mut self, conn: ConnRef, verdict: Verdict, out: &mut Outbox, now: Instant) {
+        let (slot, gen) = (conn.slot, conn.gen);
+        let Some(c) = self.conns.get_mut(slot, gen) else { return };
+        let Phase::Authenticating(connect) = std::mem::replace(&mut c.phase, Phase::AwaitConnect) else { return };
+        match verdict {
+            Verdict::Accepted => {
+                c.phase = Phase::Accepted(connect);
+                self.connect_accepted(slot, gen, out, now);
+            }
+            Verdict::BadCredentials => {
+                log::warn!(
+                    "{}: refused client {}: bad user name or password for `{}`",
+                    c.peer,
+                    connect.client_id,
+                    connect.username.as_deref().unwrap_or("")
+                );
+                self.refuse(slot, gen, ConnectReturnCode::BadUserNameOrPassword, out);
+            }
+        }
+    }
+
+    /// Attaches here if this is the client id's home worker, else moves the connection there.
+    fn connect_accepted(&mut self, slot: usize, gen: u32, out: &mut Outbox, now: Instant) {
+        let Some(c) = self.conns.get_mut(slot, gen) else { return };
+        let Phase::Accepted(connect) = std::mem::replace(&mut c.phase, Phase::AwaitConnect) else { return };
+        let home = home_of(&connect.client_id, self.cx.workers);
+        if home == self.cx.me {
+            self.attach(slot, gen, *connect, out, now);
+            self.parse_buffered(slot, gen, out, now);
+            self.mark_ready(slot, gen);
+            return;
+        }
+        let Some(mut c) = self.conns.remove(slot, gen) else { return };
+        self.cx.metrics.connection_closed();
+        if let Err(e) = self.cx.registry.deregister(&mut c.stream) {
+            log::warn!("{}: cannot move the connection: {e}", c.peer);
+            return;
+        }
+        out.handoff(home, Box::new(Handoff { stream: c.stream, peer: c.peer, connect: *connect, leftover: c.rbuf }));
+    }
+
+    /// Binds an accepted connection to its session: takes over a live one, resumes a persistent one or
+    /// starts a new one; sends CONNACK; resends what was in flight.
+    fn attach(&mut self, slot: usize, gen: u32, connect: Connect, out: &mut Outbox, now: Instant) {
+        let client: ClientId = connect.client_id.as_str().into();
+        if let Some((os, og)) = self.sessions.get(&client).and_then(|s| s.conn) {
+            log::info!("client {client}: a new connection takes the session over [MQTT-3.1.4-2]");
+            self.close(os, og, CloseReason::Takeover, out);
+        }
+        // A clean old session was removed by the close above; a persistent one is resumed unless the new
+        // connection asks for a clean session [MQTT-3.1.2-4], [MQTT-3.1.2-6].
+        let present = !connect.clean_session && self.sessions.contains_key(&client);
+        if !present {
+            if let Some(old) = self.sessions.remove(&client) {
+                forget_subscriptions(&old, self.cx.workers, out);
+            }
+            self.next_epoch += 1;
+            let epoch = (self.next_epoch << 10) | self.cx.me as u64;
+            self.sessions.insert(client.clone(), Session::new(client.clone(), epoch, connect.clean_session));
+            self.cx.metrics.sessions_changed(1);
+        }
+        let Some(session) = self.sessions.get_mut(&client) else { return };
+        let Some(c) = self.conns.get_mut(slot, gen) else { return };
+        session.conn = Some((slot, gen));
+        session.username = connect.username.clone();
+        c.phase = Phase::Connected(client.clone());
+        c.level = Some(connect.level);
+        c.username = connect.username;
+        c.keep_alive = connect.keep_alive;
+        c.will = connect.will;
+        c.last_packet = now;
+        c.connected_at = SystemTime::now();
+        c.deadline = (connect.keep_alive > 0).then(|| now + keep_alive_window(connect.keep_alive));
+        log::info!(
+            "client {client} connected from {} (MQTT {}, keep alive {}s, clean session {}, session present {present}){}",
+            c.peer,
+            if connect.level == protocol::ProtocolLevel::V31 { "3.1" } else { "3.1.1" },
+            connect.keep_alive,
+            connect.clean_session,
+            c.username.as_deref().map(|u| format!(", user {u}")).unwrap_or_default()
+        );
+        queue_packet(c, &mut self.dirty, slot, gen, &Packet::ConnAck(ConnAck { session_present: present, code: ConnectReturnCode::Accepted }));
+        if present {
+            // Resend what was in flight, in order, PUBLISH with DUP or PUBREL [MQTT-4.4.0-1].
+            for o in session.inflight() {
+                match o.state {
+                    OutState::Published => {
+                        queue_publish(c, &mut self.dirty, slot, gen, &o.msg, o.qos, o.retain, true, Some(o.pid))
+                    }
+                    OutState::Released => queue_packet(c, &mut self.dirty, slot, gen, &Packet::PubRel(o.pid)),
+                }
+            }
+        }
+        self.schedule(slot, gen);
+        self.fill_window(&client);
+    }
+
+    fn refuse(&mut self, slot: usize, gen: u32, code: ConnectReturnCode, out: &mut Outbox) {
+        self.write(slot, gen, &Packet::ConnAck(ConnAck { session_present: false, code }));
+        self.close(slot, gen, CloseReason::Refused(code), out);
+    }
+
+    /// Ends a connection: publishes the will unless the end was graceful, then ends a clean session or
+    /// parks a persistent one.
+    fn close(&mut self, slot: usize, gen: u32, reason: CloseReason, out: &mut Outbox) {
+        let Some(mut c) = self.conns.remove(slot, gen) else { return };
+        self.cx.metrics.connection_closed();
+        let _ = self.cx.registry.deregister(&mut c.stream);
+        if !c.wbuf.is_empty() {
+            // Best effort, for a CONNACK refusal or the last acknowledgements.
+            let _ = c.stream.write(&c.wbuf);
+        }
+        let _ = c.stream.shutdown(std::net::Shutdown::Both);
+        let Phase::Connected(client) = c.phase else {
+            match reason {
+                CloseReason::Refused(_) => {}
+                _ => log::info!("{}: connection closed before CONNECT completed: {reason}", c.peer),
+            }
+            return;
+        };
+        log::info!("client {client} disconnected from {}: {reason}", c.peer);
+        if reason.publishes_will() {
+            if let Some(will) = c.will.take() {
+                self.publish_will(&client, will, out);
+            }
+        }
+        let Some(session) = self.sessions.get_mut(&client) else { return };
+        if session.conn != Some((slot, gen)) {
+            return;
+        }
+        session.conn = None;
+        if session.clean {
+            if let Some(s) = self.sessions.remove(&client) {
+                forget_subscriptions(&s, self.cx.workers, out);
+                self.cx.metrics.sessions_changed(-1);
+            }
+        }
+    }
+
+    fn publish_will(&mut self, client: &ClientId, will: LastWill, out: &mut Outbox) {
+        let topic = will.topic;
+        if self.cx.settings.enforce_topics && !self.cx.topic_list.allows_topic(&topic) {
+            log::warn!("will of client {client} to `{topic}` dropped: the topic is not in the topic list");
+            self.cx.metrics.publish_refused();
+            return;
+        }
+        log::info!("will of client {client} published to `{topic}` (QoS {}, retain {})", will.qos.as_u8(), will.retain);
+        let msg = Message {
+            topic: topic.into(),
+            payload: will.payload,
+            qos: will.qos,
+            retain: will.retain,
+            publisher: client.clone(),
+            time: SystemTime::now(),
+        };
+        self.cx.metrics.message_in();
+        out.push(partition_of(&msg.topic, self.cx.workers), Envelope::Publish(Arc::new(msg)));
+    }
+}
+
+/// Removes a session's subscriptions from the partitions that hold them.
+fn forget_subscriptions(s: &Session, workers: usize, out: &mut Outbox) {
+    for filter in s.subscriptions.keys() {
+        route_filter(filter, workers, out, || Envelope::Unsubscribe { client: s.client_id.clone(), filter: filter.clone() });
+    }
+}
+
+/// An exact filter lives in its own partition; a wildcard filter in every partition.
+fn route_filter(filter: &str, workers: usize, out: &mut Outbox, make: impl Fn() -> Envelope) {
+    if has_wildcard(filter) {
+        out.push_all(make);
+    } else {
+        out.push(partition_of(filter, workers), make());
+    }
+}
+
+// ----- PUBLISH, SUBSCRIBE, delivery ------------------------------------------------------------------
+
+impl Shard {
+    fn on_publish(&mut self, slot: usize, gen: u32, client: &ClientId, p: Publish, out: &mut Outbox) {
+        let pid = p.pkid;
+        if let (QoS::ExactlyOnce, Some(pid)) = (p.qos, pid) {
+            let first = self.sessions.get_mut(client).is_some_and(|s| s.receive_qos2(pid));
+            if !first {
+                // A resend (DUP) of a message already routed: acknowledge only, so it is delivered once.
+                self.write(slot, gen, &Packet::PubRec(pid));
+                return;
+            }
+        }
+        if self.cx.settings.enforce_topics && !self.cx.topic_list.allows_topic(&p.topic) {
+            log::warn!("client {client}: PUBLISH to `{}` dropped: the topic is not in the topic list", p.topic);
+            self.cx.metrics.publish_refused();
+        } else {
+            let msg = Message {
+                topic: p.topic.into(),
+                payload: p.payload,
+                qos: p.qos,
+                retain: p.retain,
+                publisher: client.clone(),
+                time: SystemTime::now(),
+            };
+            self.cx.metrics.message_in();
+            out.push(partition_of(&msg.topic, self.cx.workers), Envelope::Publish(Arc::new(msg)));
+        }
+        match (p.qos, pid) {
+            (QoS::AtLeastOnce, Some(pid)) => self.write(slot, gen, &Packet::PubAck(pid)),
+            (QoS::ExactlyOnce, Some(pid)) => self.write(slot, gen, &Packet::PubRec(pid)),
+            _ => {}
+        }
+    }
+
+    fn on_subscribe(&mut self, slot: usize, gen: u32, client: &ClientId, sub: Subscribe, out: &mut Outbox) {
+        let workers = self.cx.workers;
+        let enforce = self.cx.settings.enforce_topics;
+        let Some(session) = self.sessions.get_mut(client) else { return };
+        let mut codes = Vec::with_capacity(sub.filters.len());
+        for (filter, qos) in sub.filters {
+            let refusal = match validate_filter(&filter) {
+                Err(e) => Some(format!("invalid filter: {e}")),
+                Ok(()) if enforce && !self.cx.topic_list.allows_filter(&filter) => {
+                    Some("no topic in the topic list matches it".to_string())
+                }
+                Ok(()) => None,
+            };
+            if let Some(why) = refusal {
+                log::warn!("client {client}: subscription to `{filter}` refused (0x80): {why}");
+                self.cx.metrics.subscription_refused();
+                codes.push(SubAckCode::Failure);
+                continue;
+            }
+            let filter: Arc<str> = filter.into();
+            log::debug!("client {client}: subscribed to `{filter}` at QoS {}", qos.as_u8());
+            session.subscriptions.insert(filter.clone(), qos);
+            let (c, epoch) = (session.client_id.clone(), session.epoch);
+            route_filter(&filter, workers, out, || Envelope::Subscribe {
+                client: c.clone(),
+                epoch,
+                filter: filter.clone(),
+                qos,
+            });
+            codes.push(SubAckCode::Granted(qos));
+        }
+        // Written before the partitions act on the subscribe, so SUBACK precedes the retained messages.
+        self.write(slot, gen, &Packet::SubAck(SubAck { pkid: sub.pkid, codes }));
+    }
+
+    fn on_unsubscribe(&mut self, slot: usize, gen: u32, client: &ClientId, unsub: Unsubscribe, out: &mut Outbox) {
+        let workers = self.cx.workers;
+        if let Some(session) = self.sessions.get_mut(client) {
+            for filter in &unsub.filters {
+                if let Some((f, _)) = session.subscriptions.remove_entry(filter.as_str()) {
+                    route_filter(&f, workers, out, || Envelope::Unsubscribe { client: client.clone(), filter: f.clone() });
+                }
+            }
+        }
+        self.write(slot, gen, &Packet::UnsubAck(unsub.pkid));
+    }
+
+    /// A message from a partition for a session of this shard.
+    pub fn deliver(&mut self, d: Delivery, _out: &mut Outbox) {
+        let limits = &self.cx.settings.limits;
+        let Some(session) = self.sessions.get_mut(&d.client) else { return };
+        if session.epoch != d.epoch {
+            return;
+        }
+        let mut conn = session.conn.and_then(|(slot, gen)| self.conns.get_mut(slot, gen).map(|c| (slot, gen, c)));
+        if d.qos == QoS::AtMostOnce {
+            if let Some((_, _, c)) = &conn {
+                if c.wbuf.len() >= limits.max_write_buffer {
+                    // A subscriber that does not read loses QoS 0 messages rather than growing the broker.
+                    self.cx.metrics.dropped();
+                    return;
+                }
+            }
+        }
+        match session.offer(d.msg.clone(), d.qos, d.retain, conn.is_some(), limits.max_inflight, limits.max_queued_messages) {
+            Offer::Send(pid) => {
+                if let Some((slot, gen, c)) = conn.as_mut() {
+                    queue_publish(c, &mut self.dirty, *slot, *gen, &d.msg, d.qos, d.retain, false, pid);
+                    self.cx.metrics.message_out();
+                }
+            }
+            Offer::Queued => {}
+            Offer::Dropped => {
+                if d.qos != QoS::AtMostOnce {
+                    log::debug!("client {}: queue full, message on `{}` dropped", d.client, d.msg.topic);
+                }
+                self.cx.metrics.dropped();
+            }
+        }
+    }
+
+    /// Moves queued messages into the in-flight window as acknowledgements free it.
+    fn fill_window(&mut self, client: &ClientId) {
+        let max_inflight = self.cx.settings.limits.max_inflight;
+        let Some(session) = self.sessions.get_mut(client) else { return };
+        let Some((slot, gen)) = session.conn else { return };
+        let Some(c) = self.conns.get_mut(slot, gen) else { return };
+        while let Some(o) = session.next_queued(max_inflight) {
+            queue_publish(c, &mut self.dirty, slot, gen, &o.msg, o.qos, o.retain, false, Some(o.pid));
+            self.cx.metrics.message_out();
+        }
+    }
+
+    fn write(&mut self, slot: usize, gen: u32, packet: &Packet) {
+        if let Some(c) = self.conns.get_mut(slot, gen) {
+            queue_packet(c, &mut self.dirty, slot, gen, packet);
+        }
+    }
+
+    fn flush_conn(&mut self, slot: usize, gen: u32, out: &mut Outbox) {
+        let Some(c) = self.conns.get_mut(slot, gen) else { return };
+        let mut written = 0;
+        let mut failure = None;
+        while written < c.wbuf.len() {
+            match c.stream.write(&c.wbuf[written..]) {
+                Ok(0) => {
+                    failure = Some("the socket accepts no more bytes".to_string());
+                    break;
+                }
+                Ok(n) => written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    failure = Some(e.to_string());
+                    break;
+                }
+            }
+        }
+        self.cx.metrics.add_bytes_out(written);
+        if let Some(why) = failure {
+            c.wbuf.clear();
+            self.close(slot, gen, CloseReason::Socket(why), out);
+            return;
+        }
+        c.wbuf.drain(..written);
+        let pending = !c.wbuf.is_empty();
+        if !pending && c.wbuf.capacity() > KEEP_WBUF_CAPACITY {
+            c.wbuf = Vec::new();
+        }
+        if pending != c.write_interest {
+            let interest = if pending { Interest::READABLE | Interest::WRITABLE } else { Interest::READABLE };
+            if let Err(e) = self.cx.registry.reregister(&mut c.stream, Token(slot), interest) {
+                self.close(slot, gen, CloseReason::Socket(e.to_string()), out);
+                return;
+            }
+            c.write_interest = pending;
+        }
+    }
+}
+
+fn queue_packet(c: &mut Conn, dirty: &mut Vec<(usize, u32)>, slot: usize, gen: u32, packet: &Packet) {
+    protocol::encode(packet, &mut c.wbuf);
+    if !c.dirty {
+        c.dirty = true;
+        dirty.push((slot, gen));
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn queue_publish(
+    c: &mut Conn,
+    dirty: &mut Vec<(usize, u32)>,
+    slot: usize,
+    gen: u32,
+    msg: &Message,
+    qos: QoS,
+    retain: bool,
+    dup: bool,
+    pkid: Option<PacketId>,
+) {
+    let p = Publish { dup, qos, retain, topic: msg.topic.to_string(), pkid, payload: msg.payload.clone() };
+    queue_packet(c, dirty, slot, gen, &Packet::Publish(p));
+}
+
+// ----- internal API ----------------------------------------------------------------------------------
+
+impl Shard {
+    pub fn list_clients(&self, now: Instant) -> Vec<ClientInfo> {
+        self.sessions
+            .values()
+            .map(|s| {
+                let conn = s.conn.and_then(|(slot, gen)| self.conns.get(slot, gen));
+                ClientInfo::new(s, conn, self.cx.me, now)
+            })
+            .collect()
+    }
+
+    /// Closes the client's connection as a forced disconnect (the will is published) and, with
+    /// `discard_session`, drops its stored session too. False if the client id is unknown here.
+    pub fn force_disconnect(&mut self, client_id: &str, discard_session: bool, out: &mut Outbox) -> bool {
+        let Some(session) = self.sessions.get(client_id) else { return false };
+        let client = session.client_id.clone();
+        if let Some((slot, gen)) = session.conn {
+            self.close(slot, gen, CloseReason::Forced, out);
+        }
+        if discard_session {
+            if let Some(s) = self.sessions.remove(&client) {
+                forget_subscriptions(&s, self.cx.workers, out);
+                self.cx.metrics.sessions_changed(-1);
+                log::info!("client {client}: stored session discarded");
+            }
+        }
+        true
+    }
+}

@@ -1,0 +1,135 @@
+//! One worker's loop turn: poll → socket events → inbox → local envelopes → timers → outbox → writes.
+
+use std::io;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Receiver;
+use mio::{Events, Poll, Token};
+
+use super::{Control, Envelope, Outbox, WorkerHandle, WorkerMsg};
+use crate::partition::Partition;
+use crate::shard::Shard;
+
+/// The waker's token, clear of slab indices.
+pub const WAKER_TOKEN: Token = Token(usize::MAX);
+
+/// Inbox messages handled per turn before sockets get their turn again (fairness between the two).
+const INBOX_BUDGET: usize = 1024;
+
+pub struct Worker {
+    pub(crate) poll: Poll,
+    pub(crate) inbox: Receiver<WorkerMsg>,
+    pub(crate) peers: Arc<[WorkerHandle]>,
+    pub(crate) shard: Shard,
+    pub(crate) partition: Partition,
+    pub(crate) out: Outbox,
+}
+
+impl Worker {
+    pub fn run(mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(1024);
+        let mut inbox_backlog = false;
+        loop {
+            let now = Instant::now();
+            let timeout = if inbox_backlog || self.shard.has_pending_work() {
+                Some(Duration::ZERO)
+            } else {
+                // Round up so a deadline is never checked a hair early and the loop spun.
+                self.shard.next_deadline().map(|d| d.saturating_duration_since(now) + Duration::from_micros(500))
+            };
+            match self.poll.poll(&mut events, timeout) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+            let now = Instant::now();
+            for ev in events.iter() {
+                if ev.token() == WAKER_TOKEN {
+                    continue;
+                }
+                let readable = ev.is_readable() || ev.is_read_closed() || ev.is_error();
+                self.shard.on_socket_event(ev.token().0, readable, ev.is_writable(), &mut self.out, now);
+                self.drain_local(now);
+            }
+            let mut stop = false;
+            let mut handled = 0;
+            while handled < INBOX_BUDGET {
+                let Ok(msg) = self.inbox.try_recv() else { break };
+                handled += 1;
+                if let WorkerMsg::Shutdown = msg {
+                    stop = true;
+                    break;
+                }
+                self.on_message(msg, now);
+                self.drain_local(now);
+            }
+            inbox_backlog = !self.inbox.is_empty();
+            self.shard.continue_reads(&mut self.out, now);
+            self.drain_local(now);
+            self.shard.expire(now, &mut self.out);
+            self.drain_local(now);
+            self.shard.flush_writes(&mut self.out);
+            self.drain_local(now);
+            self.out.flush(&self.peers);
+            if stop {
+                self.shard.shutdown();
+                return Ok(());
+            }
+        }
+    }
+
+    fn on_message(&mut self, msg: WorkerMsg, now: Instant) {
+        match msg {
+            WorkerMsg::Accept { stream, peer } => self.shard.accept(stream, peer, now),
+            WorkerMsg::Handoff(h) => self.shard.adopt(*h, &mut self.out, now),
+            WorkerMsg::AuthDone { conn, verdict } => self.shard.auth_done(conn, verdict, &mut self.out, now),
+            WorkerMsg::Batch(batch) => {
+                for env in batch {
+                    self.on_envelope(env);
+                }
+            }
+            WorkerMsg::TopicList(list) => self.shard.set_topic_list(list),
+            WorkerMsg::Control(c) => self.on_control(c, now),
+            WorkerMsg::Shutdown => {}
+        }
+    }
+
+    fn on_envelope(&mut self, env: Envelope) {
+        match env {
+            Envelope::Publish(msg) => self.partition.publish(msg, &mut self.out),
+            Envelope::Subscribe { client, epoch, filter, qos } => {
+                self.partition.subscribe(client, epoch, &filter, qos, &mut self.out)
+            }
+            Envelope::Unsubscribe { client, filter } => self.partition.unsubscribe(&client, &filter),
+            Envelope::Deliver(d) => self.shard.deliver(d, &mut self.out),
+        }
+    }
+
+    /// Envelopes addressed to this worker are handled in the same turn; handling one may produce more
+    /// (a local publish delivering to a local subscriber), hence the loop.
+    fn drain_local(&mut self, _now: Instant) {
+        while let Some(env) = self.out.local.pop_front() {
+            self.on_envelope(env);
+        }
+    }
+
+    fn on_control(&mut self, c: Control, now: Instant) {
+        // A caller that gave up waiting has dropped its receiver; the answer is simply not needed.
+        match c {
+            Control::ListClients(reply) => {
+                let _ = reply.send(self.shard.list_clients(now));
+            }
+            Control::Disconnect { client_id, discard_session, reply } => {
+                let found = self.shard.force_disconnect(&client_id, discard_session, &mut self.out);
+                let _ = reply.send(found);
+            }
+            Control::History { topic, reply } => {
+                let _ = reply.send(self.partition.history(&topic));
+            }
+            Control::Recent { reply } => {
+                let _ = reply.send(self.partition.recent());
+            }
+        }
+    }
+}

@@ -1,0 +1,163 @@
+//! Worker threads: each owns one [`Shard`](crate::shard::Shard) (connections and the sessions whose client
+//! id hashes to it), one [`Partition`](crate::partition::Partition) (the topics that hash to it) and one
+//! `mio::Poll`. Workers talk only by message: this module defines every message that crosses into a worker.
+//!
+//! Sending and waking are one operation ([`WorkerHandle::send`]) so no one can forget the wake; within a
+//! loop turn, envelopes for another worker are gathered in the [`Outbox`] and sent as one batch with one
+//! wake per destination.
+
+mod event_loop;
+
+pub use event_loop::{Worker, WAKER_TOKEN};
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use crossbeam_channel::Sender;
+use mio::Waker;
+
+use crate::auth::Verdict;
+use crate::message::{ClientId, Delivery, Message};
+use crate::protocol::{Connect, QoS};
+use crate::shard::ConnRef;
+use crate::topic::TopicList;
+
+/// Everything a worker's inbox carries. Inboxes are unbounded; see ARCHITECTURE.md for why each producer
+/// is bounded at its source.
+pub enum WorkerMsg {
+    /// listener → worker: a freshly accepted socket (TCP_NODELAY already set).
+    Accept { stream: mio::net::TcpStream, peer: SocketAddr },
+    /// worker → the client id's home worker: a connection whose CONNECT was accepted (authenticated).
+    Handoff(Box<Handoff>),
+    /// auth pool → the worker that asked: the bcrypt verdict for a pending CONNECT.
+    AuthDone { conn: ConnRef, verdict: Verdict },
+    /// worker → worker: the envelopes of one loop turn.
+    Batch(Vec<Envelope>),
+    /// broker handle → every worker: the topic list changed (created or deleted at run time).
+    TopicList(Arc<TopicList>),
+    /// broker handle (admin API) → worker: a query or a command, answered on the enclosed channel.
+    Control(Control),
+    /// broker → every worker: close every connection and stop.
+    Shutdown,
+}
+
+/// Work that moves between workers inside a [`WorkerMsg::Batch`] (or stays local, without a channel).
+#[derive(Debug)]
+pub enum Envelope {
+    /// shard → the topic's partition.
+    Publish(Arc<Message>),
+    /// shard → partition(s): exact filter → the filter's partition; wildcard filter → every partition.
+    Subscribe { client: ClientId, epoch: u64, filter: Arc<str>, qos: QoS },
+    /// shard → the same partition(s) as the subscribe.
+    Unsubscribe { client: ClientId, filter: Arc<str> },
+    /// partition → the subscriber's home shard.
+    Deliver(Delivery),
+}
+
+/// A connection moving to the worker that owns its client id's session.
+pub struct Handoff {
+    pub stream: mio::net::TcpStream,
+    pub peer: SocketAddr,
+    /// Client id already assigned when it was empty.
+    pub connect: Connect,
+    /// Bytes the client sent after CONNECT, read before the move.
+    pub leftover: Vec<u8>,
+}
+
+/// Queries and commands of the internal API ([`crate::broker::BrokerHandle`]).
+pub enum Control {
+    ListClients(Sender<Vec<crate::shard::ClientInfo>>),
+    Disconnect { client_id: String, discard_session: bool, reply: Sender<bool> },
+    History { topic: String, reply: Sender<Vec<crate::partition::HistoryEntry>> },
+    Recent { reply: Sender<Vec<crate::partition::RecentTopic>> },
+}
+
+/// A worker's address: its inbox and the waker of its poll, always used together.
+#[derive(Clone)]
+pub struct WorkerHandle {
+    tx: Sender<WorkerMsg>,
+    waker: Arc<Waker>,
+}
+
+impl WorkerHandle {
+    pub fn new(tx: Sender<WorkerMsg>, waker: Arc<Waker>) -> WorkerHandle {
+        WorkerHandle { tx, waker }
+    }
+
+    /// Sends and wakes. Returns false when the worker has stopped.
+    pub fn send(&self, msg: WorkerMsg) -> bool {
+        if self.tx.send(msg).is_err() {
+            return false;
+        }
+        self.waker.wake().is_ok()
+    }
+
+    /// Sends without waking; the caller wakes once after a burst ([`Outbox::flush`]).
+    fn send_quiet(&self, msg: WorkerMsg) -> bool {
+        self.tx.send(msg).is_ok()
+    }
+
+    fn wake(&self) {
+        if let Err(e) = self.waker.wake() {
+            log::error!("cannot wake a worker: {e}");
+        }
+    }
+
+    /// Messages waiting in the inbox (for stats).
+    pub fn depth(&self) -> usize {
+        self.tx.len()
+    }
+}
+
+/// Envelopes produced during one loop turn, grouped by destination worker.
+pub struct Outbox {
+    me: usize,
+    remote: Vec<Vec<Envelope>>,
+    handoffs: Vec<(usize, Box<Handoff>)>,
+    /// Envelopes for this worker's own partition or shard: handled in the same turn, no channel.
+    pub(crate) local: VecDeque<Envelope>,
+}
+
+impl Outbox {
+    pub fn new(me: usize, workers: usize) -> Outbox {
+        Outbox { me, remote: (0..workers).map(|_| Vec::new()).collect(), handoffs: Vec::new(), local: VecDeque::new() }
+    }
+
+    pub fn push(&mut self, dest: usize, env: Envelope) {
+        if dest == self.me {
+            self.local.push_back(env);
+        } else {
+            self.remote[dest].push(env);
+        }
+    }
+
+    /// Pushes to every worker (a wildcard subscription lives in every partition).
+    pub fn push_all(&mut self, make: impl Fn() -> Envelope) {
+        for dest in 0..self.remote.len() {
+            self.push(dest, make());
+        }
+    }
+
+    pub fn handoff(&mut self, dest: usize, h: Box<Handoff>) {
+        self.handoffs.push((dest, h));
+    }
+
+    /// Sends each destination's batch and wakes each destination once.
+    pub fn flush(&mut self, peers: &[WorkerHandle]) {
+        for (dest, h) in self.handoffs.drain(..) {
+            if !peers[dest].send(WorkerMsg::Handoff(h)) {
+                log::warn!("worker {dest} has stopped; a handed-off connection is dropped");
+            }
+        }
+        for (dest, batch) in self.remote.iter_mut().enumerate() {
+            if batch.is_empty() {
+                continue;
+            }
+            let batch = std::mem::take(batch);
+            if peers[dest].send_quiet(WorkerMsg::Batch(batch)) {
+                peers[dest].wake();
+            }
+        }
+    }
+}
