@@ -1,0 +1,6 @@
+//! End-to-end tests: the real broker on an ephemeral loopback port, driven by rumqttc and by raw bytes.
+//! One binary, one module per area (the spec clause each test checks is named in it).
+
+mod common;
+
+mod smoke;
