@@ -18,11 +18,17 @@ pub const WAIT: Duration = Duration::from_secs(5);
 /// Worker threads for test brokers: 3 by default so that connections, sessions and topics spread over
 /// several workers and every cross-worker path runs; CI also runs the suite with SHARDMQ_TEST_THREADS=1.
 pub fn test_threads() -> usize {
-    std::env::var("SHARDMQ_TEST_THREADS").ok().and_then(|v| v.parse().ok()).unwrap_or(3)
+    std::env::var("SHARDMQ_TEST_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3)
 }
 
 pub fn settings() -> Settings {
-    let level = std::env::var("SHARDMQ_TEST_LOG").ok().and_then(|v| v.parse().ok()).unwrap_or(log::LevelFilter::Off);
+    let level = std::env::var("SHARDMQ_TEST_LOG")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(log::LevelFilter::Off);
     shardmq::logging::init(level);
     Settings {
         listen: "127.0.0.1:0".parse().unwrap(),
@@ -45,7 +51,11 @@ impl TestBroker {
 
     pub fn with(settings: Settings) -> TestBroker {
         let broker = Broker::start(settings).expect("broker starts");
-        TestBroker { addr: broker.local_addr(), handle: broker.handle(), broker: Some(broker) }
+        TestBroker {
+            addr: broker.local_addr(),
+            handle: broker.handle(),
+            broker: Some(broker),
+        }
     }
 
     pub fn port(&self) -> u16 {
@@ -74,7 +84,8 @@ impl TempDir {
     pub fn new(tag: &str) -> TempDir {
         static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let dir = std::env::temp_dir().join(format!("shardmq-test-{tag}-{}-{n}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("shardmq-test-{tag}-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         TempDir(dir)
@@ -120,7 +131,11 @@ impl TestClient {
     pub fn connect(opts: MqttOptions) -> TestClient {
         let c = TestClient::start(opts);
         match c.next_packet() {
-            Packet::ConnAck(ack) => assert_eq!(ack.code, rumqttc::ConnectReturnCode::Success, "CONNACK {ack:?}"),
+            Packet::ConnAck(ack) => assert_eq!(
+                ack.code,
+                rumqttc::ConnectReturnCode::Success,
+                "CONNACK {ack:?}"
+            ),
             other => panic!("expected CONNACK, got {other:?}"),
         }
         c
@@ -140,7 +155,8 @@ impl TestClient {
 
     /// The next incoming packet (outgoing notifications are skipped).
     pub fn next_packet(&self) -> Packet {
-        self.try_next_packet(WAIT).unwrap_or_else(|e| panic!("no packet: {e}"))
+        self.try_next_packet(WAIT)
+            .unwrap_or_else(|e| panic!("no packet: {e}"))
     }
 
     pub fn try_next_packet(&self, timeout: Duration) -> Result<Packet, String> {
@@ -170,7 +186,9 @@ impl TestClient {
 
     /// Subscribes and waits for the SUBACK, returning its return codes.
     pub fn subscribe(&self, filter: &str, qos: QoS) -> Vec<rumqttc::SubscribeReasonCode> {
-        self.client.subscribe(filter, qos).expect("subscribe request queued");
+        self.client
+            .subscribe(filter, qos)
+            .expect("subscribe request queued");
         loop {
             match self.next_packet() {
                 Packet::SubAck(ack) => return ack.return_codes,
@@ -181,7 +199,9 @@ impl TestClient {
     }
 
     pub fn publish(&self, topic: &str, qos: QoS, retain: bool, payload: impl Into<Vec<u8>>) {
-        self.client.publish(topic, qos, retain, payload.into()).expect("publish request queued");
+        self.client
+            .publish(topic, qos, retain, payload.into())
+            .expect("publish request queued");
     }
 
     /// Asserts that no PUBLISH arrives within `quiet` (used after a positive marker message has shown the
@@ -259,7 +279,9 @@ impl Raw {
     pub fn read_exact(&mut self, n: usize) -> Vec<u8> {
         self.stream.set_read_timeout(Some(WAIT)).unwrap();
         let mut buf = vec![0; n];
-        self.stream.read_exact(&mut buf).unwrap_or_else(|e| panic!("reading {n} bytes: {e}"));
+        self.stream
+            .read_exact(&mut buf)
+            .unwrap_or_else(|e| panic!("reading {n} bytes: {e}"));
         buf
     }
 
@@ -294,7 +316,12 @@ impl Raw {
     }
 
     /// CONNECT (3.1.1) with the given client id, clean session and keep alive, then expects CONNACK 0.
-    pub fn mqtt_connect(addr: SocketAddr, client_id: &str, clean: bool, keep_alive: u16) -> (Raw, bool) {
+    pub fn mqtt_connect(
+        addr: SocketAddr,
+        client_id: &str,
+        clean: bool,
+        keep_alive: u16,
+    ) -> (Raw, bool) {
         let mut raw = Raw::connect(addr);
         raw.send(&connect_packet(client_id, clean, keep_alive));
         let ack = raw.read_exact(4);
@@ -306,7 +333,16 @@ impl Raw {
 
 /// An MQTT 3.1.1 CONNECT packet without will or credentials.
 pub fn connect_packet(client_id: &str, clean: bool, keep_alive: u16) -> Vec<u8> {
-    let mut body = vec![0, 4, b'M', b'Q', b'T', b'T', 4, if clean { 0x02 } else { 0 }];
+    let mut body = vec![
+        0,
+        4,
+        b'M',
+        b'Q',
+        b'T',
+        b'T',
+        4,
+        if clean { 0x02 } else { 0 },
+    ];
     body.extend_from_slice(&keep_alive.to_be_bytes());
     body.extend_from_slice(&(client_id.len() as u16).to_be_bytes());
     body.extend_from_slice(client_id.as_bytes());
@@ -331,7 +367,14 @@ pub fn encode_len(mut len: usize, out: &mut Vec<u8>) {
 }
 
 /// A PUBLISH packet.
-pub fn publish_packet(topic: &str, qos: u8, pid: u16, dup: bool, retain: bool, payload: &[u8]) -> Vec<u8> {
+pub fn publish_packet(
+    topic: &str,
+    qos: u8,
+    pid: u16,
+    dup: bool,
+    retain: bool,
+    payload: &[u8],
+) -> Vec<u8> {
     let mut body = (topic.len() as u16).to_be_bytes().to_vec();
     body.extend_from_slice(topic.as_bytes());
     if qos > 0 {
