@@ -87,6 +87,35 @@ pub fn encode(packet: &Packet, out: &mut Vec<u8>) {
     debug_assert_eq!(out.len() - start, 1 + varint_len(rem) + rem);
 }
 
+/// Appends a PUBLISH built from borrowed parts: the fan-out path encodes one copy per subscriber
+/// straight from the shared message, without building an owned [`Publish`] for each.
+#[allow(clippy::too_many_arguments)]
+pub fn encode_publish(
+    out: &mut Vec<u8>,
+    dup: bool,
+    qos: QoS,
+    retain: bool,
+    topic: &str,
+    pkid: Option<PacketId>,
+    payload: &[u8],
+) {
+    let pkid = if qos == QoS::AtMostOnce { None } else { pkid };
+    debug_assert!(
+        qos == QoS::AtMostOnce || pkid.is_some(),
+        "PUBLISH with QoS > 0 needs a packet id"
+    );
+    let qos_bits = if pkid.is_some() { qos.as_u8() } else { 0 };
+    let first = 0x30 | u8::from(dup && qos_bits > 0) << 3 | qos_bits << 1 | u8::from(retain);
+    let rem = bytes_len(topic.as_bytes()) + if pkid.is_some() { 2 } else { 0 } + payload.len();
+    out.reserve(1 + varint_len(rem) + rem);
+    header(out, first, rem);
+    bytes(out, topic.as_bytes());
+    if let Some(id) = pkid {
+        out.extend_from_slice(&id.get().to_be_bytes());
+    }
+    out.extend_from_slice(payload);
+}
+
 /// Exact number of bytes [`encode`] appends.
 pub fn encoded_len(packet: &Packet) -> usize {
     let rem = remaining_len(packet);
@@ -281,6 +310,37 @@ mod tests {
         out.remove(0);
         assert_eq!(out.len(), encoded_len(p));
         out
+    }
+
+    #[test]
+    fn encode_publish_matches_encode() {
+        for (qos, pkid) in [
+            (QoS::AtMostOnce, None),
+            (QoS::AtLeastOnce, Some(7)),
+            (QoS::ExactlyOnce, Some(65535)),
+        ] {
+            for (dup, retain) in [(false, false), (true, true)] {
+                let p = Publish {
+                    dup: dup && qos != QoS::AtMostOnce,
+                    qos,
+                    retain,
+                    topic: "a/b".into(),
+                    pkid: pkid.and_then(PacketId::new),
+                    payload: vec![1u8; 300].into(),
+                };
+                let mut direct = Vec::new();
+                encode_publish(
+                    &mut direct,
+                    p.dup,
+                    qos,
+                    retain,
+                    &p.topic,
+                    p.pkid,
+                    &p.payload,
+                );
+                assert_eq!(direct, enc(&Packet::Publish(p)));
+            }
+        }
     }
 
     #[test]

@@ -14,6 +14,6 @@ mod error;
 mod types;
 
 pub use decode::{decode, frame, Frame};
-pub use encode::{encode, encoded_len};
+pub use encode::{encode, encode_publish, encoded_len};
 pub use error::DecodeError;
 pub use types::*;

@@ -1093,6 +1093,10 @@ fn queue_packet(
     packet: &Packet,
 ) {
     protocol::encode(packet, &mut c.wbuf);
+    mark_dirty(c, dirty, slot, gen);
+}
+
+fn mark_dirty(c: &mut Conn, dirty: &mut Vec<(usize, u32)>, slot: usize, gen: u32) {
     if !c.dirty {
         c.dirty = true;
         dirty.push((slot, gen));
