@@ -3,4 +3,5 @@
 
 mod common;
 
+mod mosquitto_clients;
 mod smoke;
