@@ -15,16 +15,18 @@ use crossbeam_channel::{Receiver, Sender};
 use mio::{Poll, Waker};
 use parking_lot::Mutex;
 
+use crate::auth::passwd;
 use crate::auth::{AuthPool, UserTable};
 use crate::config::Settings;
+use crate::events::{Event, EventBus, EventKind, EventThread, Watch};
 use crate::listener::{self, Listener};
 use crate::message::{home_of, partition_of, Message};
 use crate::metrics::{self, Totals, WorkerMetrics};
-use crate::partition::{HistoryEntry, Partition, RecentTopic};
+use crate::partition::{HistoryEntry, Partition, RecentTopic, TopicStat};
 use crate::persist::{self, Persist, PersistMsg};
 use crate::protocol::QoS;
 use crate::shard::{ClientInfo, Shard, ShardContext};
-use crate::topic::{validate_topic_name, TopicList};
+use crate::topic::{has_wildcard, validate_topic_name, TopicList};
 use crate::worker::{Control, Envelope, Outbox, Worker, WorkerHandle, WorkerMsg, WAKER_TOKEN};
 
 /// How long an API call waits for the workers before giving up.
@@ -35,7 +37,8 @@ pub struct Broker {
     listener: Listener,
     workers: Vec<JoinHandle<io::Result<()>>>,
     auth: AuthPool,
-    persist: Option<Persist>,
+    persist: Persist,
+    events: EventThread,
 }
 
 struct Shared {
@@ -44,8 +47,12 @@ struct Shared {
     metrics: Vec<Arc<WorkerMetrics>>,
     /// The authoritative topic list. Only API callers take this lock; workers get copies by message.
     topics: Mutex<Arc<TopicList>>,
-    persist: Option<Sender<PersistMsg>>,
+    persist: Sender<PersistMsg>,
     users: UserTable,
+    /// Names of the accounts that live in the password file (as opposed to config.ron); only API callers
+    /// take this lock.
+    file_users: Mutex<std::collections::BTreeSet<String>>,
+    events: EventBus,
     local_addr: SocketAddr,
     started: Instant,
 }
@@ -68,25 +75,26 @@ impl Broker {
         let local_addr = std_listener.local_addr()?;
 
         let mut topics = settings.topics.clone();
-        let persist = match &settings.topics_state_file {
-            Some(path) => {
-                if let Some(saved) = persist::load_topics(path).map_err(io::Error::other)? {
-                    topics = TopicList::new(saved).map_err(|(entry, why)| {
-                        io::Error::other(format!(
-                            "{}: topic `{entry}` is invalid: {why}",
-                            path.display()
-                        ))
-                    })?;
-                    log::info!(
-                        "topic list loaded from {} ({} entries)",
-                        path.display(),
-                        topics.entries().len()
-                    );
-                }
-                Some(Persist::start(path.clone())?)
+        if let Some(path) = &settings.topics_state_file {
+            if let Some(saved) = persist::load_topics(path).map_err(io::Error::other)? {
+                topics = TopicList::new(saved).map_err(|(entry, why)| {
+                    io::Error::other(format!(
+                        "{}: topic `{entry}` is invalid: {why}",
+                        path.display()
+                    ))
+                })?;
+                log::info!(
+                    "topic list loaded from {} ({} entries)",
+                    path.display(),
+                    topics.entries().len()
+                );
             }
-            None => None,
-        };
+        }
+        let persist = Persist::start(
+            settings.topics_state_file.clone(),
+            settings.password_file.clone(),
+        )?;
+        let (events_bus, events) = EventThread::start()?;
         let topics = Arc::new(topics);
         let settings = Arc::new(settings);
 
@@ -117,8 +125,10 @@ impl Broker {
                 handle: peers[i].clone(),
                 metrics: metrics[i].clone(),
                 topic_list: topics.clone(),
+                events: events_bus.clone(),
             });
             let worker = Worker {
+                me: i,
                 poll,
                 inbox: inbox as Receiver<WorkerMsg>,
                 peers: peers.clone(),
@@ -135,14 +145,22 @@ impl Broker {
         let listener = Listener::start(std_listener, peers.clone())?;
         log::info!("shardmq listening on {local_addr} with {n} worker threads");
 
+        let file_users = settings
+            .users
+            .iter()
+            .filter(|(n, _)| !settings.config_users.contains(n))
+            .map(|(n, _)| n.clone())
+            .collect();
         let handle = BrokerHandle {
             shared: Arc::new(Shared {
                 settings,
                 peers,
                 metrics,
                 topics: Mutex::new(topics),
-                persist: persist.as_ref().map(|p| p.sender()),
+                persist: persist.sender(),
                 users: auth.users().clone(),
+                file_users: Mutex::new(file_users),
+                events: events_bus,
                 local_addr,
                 started: Instant::now(),
             }),
@@ -153,6 +171,7 @@ impl Broker {
             workers,
             auth,
             persist,
+            events,
         })
     }
 
@@ -193,9 +212,8 @@ impl Broker {
         }
         drop(self.handle);
         self.auth.join();
-        if let Some(p) = self.persist {
-            p.stop();
-        }
+        self.persist.stop();
+        self.events.join();
         log::info!("shardmq stopped");
     }
 }
@@ -275,7 +293,10 @@ impl BrokerHandle {
 
     /// Adds an entry (a topic name or a pattern with wildcards). Ok(false) if it was already listed.
     pub fn create_topic(&self, entry: &str) -> Result<bool, String> {
-        self.change_topics(|list| {
+        let event = EventKind::TopicCreated {
+            topic: entry.to_string(),
+        };
+        self.change_topics(event, |list| {
             list.add(entry)
                 .map_err(|e| format!("`{entry}` is not a valid topic: {e}"))
         })
@@ -284,11 +305,15 @@ impl BrokerHandle {
     /// Removes an entry. Ok(false) if it was not listed. Existing subscriptions stay; new ones that match
     /// no remaining entry are refused when the list is enforced.
     pub fn delete_topic(&self, entry: &str) -> Result<bool, String> {
-        self.change_topics(|list| Ok(list.remove(entry)))
+        let event = EventKind::TopicDeleted {
+            topic: entry.to_string(),
+        };
+        self.change_topics(event, |list| Ok(list.remove(entry)))
     }
 
     fn change_topics(
         &self,
+        event: EventKind,
         change: impl FnOnce(&mut TopicList) -> Result<bool, String>,
     ) -> Result<bool, String> {
         let mut guard = self.shared.topics.lock();
@@ -301,11 +326,13 @@ impl BrokerHandle {
         for p in self.shared.peers.iter() {
             p.send(WorkerMsg::TopicList(list.clone()));
         }
-        if let Some(tx) = &self.shared.persist {
-            // Sent under the lock, so the persist thread sees the snapshots in order.
-            let _ = tx.send(PersistMsg::Topics(list.entries().to_vec()));
-        }
+        // Sent under the lock, so the persist thread sees the snapshots in order.
+        let _ = self
+            .shared
+            .persist
+            .send(PersistMsg::Topics(list.entries().to_vec()));
         log::info!("topic list changed: {} entries", list.entries().len());
+        self.shared.events.emit(event);
         Ok(true)
     }
 
@@ -388,4 +415,180 @@ impl BrokerHandle {
     pub fn users(&self) -> &UserTable {
         &self.shared.users
     }
+}
+
+/// Figures for a dashboard: [`BrokerHandle::stats`].
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Stats {
+    pub uptime: Duration,
+    pub totals: Totals,
+    pub subscriptions: usize,
+    pub retained: usize,
+    /// Per worker: connections on its shard and messages waiting in its inbox.
+    pub workers: Vec<WorkerStat>,
+    /// Events dropped because the event bus was full.
+    pub events_lost: u64,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WorkerStat {
+    pub connections: i64,
+    pub inbox_depth: usize,
+}
+
+impl BrokerHandle {
+    pub fn stats(&self) -> Stats {
+        let parts = ask_all(&self.shared.peers, |reply| Control::PartitionStats {
+            reply,
+        });
+        Stats {
+            uptime: self.uptime(),
+            totals: self.totals(),
+            subscriptions: parts.iter().map(|p| p.exact_subscriptions).sum::<usize>()
+                + parts.first().map_or(0, |p| p.wildcard_subscriptions),
+            retained: parts.iter().map(|p| p.retained).sum(),
+            workers: self
+                .per_worker()
+                .into_iter()
+                .map(|(connections, inbox_depth)| WorkerStat {
+                    connections,
+                    inbox_depth,
+                })
+                .collect(),
+            events_lost: self.shared.events.lost(),
+        }
+    }
+
+    /// Listed topic entries and the topics seen, with subscriber counts and publish figures, sorted by
+    /// topic. Listed patterns (with wildcards) appear with `listed` set and no figures.
+    pub fn topics(&self) -> Vec<TopicInfo> {
+        let list = self.topic_list();
+        let exact: Arc<Vec<String>> = Arc::new(
+            list.entries()
+                .iter()
+                .filter(|e| !has_wildcard(e))
+                .cloned()
+                .collect(),
+        );
+        let mut seen: Vec<TopicStat> = ask_all(&self.shared.peers, |reply| Control::TopicStats {
+            extra: exact.clone(),
+            reply,
+        })
+        .into_iter()
+        .flatten()
+        .collect();
+        let mut out: Vec<TopicInfo> = seen
+            .drain(..)
+            .map(|stat| TopicInfo {
+                listed: list.contains(&stat.topic),
+                stat,
+            })
+            .collect();
+        for entry in list.entries().iter().filter(|e| has_wildcard(e)) {
+            out.push(TopicInfo {
+                listed: true,
+                stat: TopicStat {
+                    topic: entry.clone(),
+                    subscribers: 0,
+                    messages: 0,
+                    last_publish: None,
+                    retained: false,
+                },
+            });
+        }
+        out.sort_by(|a, b| a.stat.topic.cmp(&b.stat.topic));
+        out
+    }
+
+    /// The kept events after `since` (0 = all kept), oldest first.
+    pub fn events_since(&self, since: u64) -> Vec<Arc<Event>> {
+        self.shared.events.since(since)
+    }
+
+    /// The kept events after `since`, then every new event as it happens.
+    pub fn watch_events(&self, since: u64) -> Option<Watch> {
+        self.shared.events.watch(since)
+    }
+
+    /// Account names, sorted.
+    pub fn user_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.shared.users.read().keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    /// Adds an account or changes its password (bcrypt-hashed here, on the caller's thread), and saves
+    /// the password file. Ok(true) if the account is new.
+    pub fn set_user(&self, username: &str, password: &str) -> Result<bool, String> {
+        passwd::valid_username(username)?;
+        if password.is_empty() {
+            return Err("the password must not be empty".into());
+        }
+        if self.shared.settings.password_file.is_none() {
+            return Err("no auth.password_file is configured, so accounts cannot be saved".into());
+        }
+        let hash = bcrypt::hash(password, passwd::DEFAULT_COST).map_err(|e| e.to_string())?;
+        let mut file_users = self.shared.file_users.lock();
+        let created = self
+            .shared
+            .users
+            .write()
+            .insert(username.to_string(), hash)
+            .is_none();
+        file_users.insert(username.to_string());
+        self.save_users(&file_users);
+        let action = if created {
+            "created"
+        } else {
+            "password changed"
+        };
+        log::info!("account `{username}` {action}");
+        self.shared.events.emit(EventKind::UserChanged {
+            username: username.to_string(),
+            action,
+        });
+        Ok(created)
+    }
+
+    /// Deletes an account from the password file. Ok(false) if there is no such account; an error for
+    /// an account defined in config.ron, which is never rewritten.
+    pub fn delete_user(&self, username: &str) -> Result<bool, String> {
+        let mut file_users = self.shared.file_users.lock();
+        if !file_users.contains(username) {
+            if self.shared.users.read().contains_key(username) {
+                return Err(format!(
+                    "`{username}` is defined in config.ron; remove it there"
+                ));
+            }
+            return Ok(false);
+        }
+        self.shared.users.write().remove(username);
+        file_users.remove(username);
+        self.save_users(&file_users);
+        log::info!("account `{username}` deleted");
+        let event = EventKind::UserChanged {
+            username: username.to_string(),
+            action: "deleted",
+        };
+        self.shared.events.emit(event);
+        Ok(true)
+    }
+
+    /// Sends the file's accounts to the persist thread; called with `file_users` locked, so snapshots
+    /// arrive in order.
+    fn save_users(&self, file_users: &std::collections::BTreeSet<String>) {
+        let users = self.shared.users.read();
+        let entries = file_users
+            .iter()
+            .filter_map(|n| users.get(n).map(|h| (n.clone(), h.clone())))
+            .collect();
+        let _ = self.shared.persist.send(PersistMsg::Users(entries));
+    }
+}
+
+/// A topic for the admin console: its figures, and whether it is an entry of the topic list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TopicInfo {
+    pub listed: bool,
+    pub stat: TopicStat,
 }

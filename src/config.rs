@@ -161,6 +161,12 @@ pub struct Settings {
     pub allow_anonymous: bool,
     /// username → bcrypt hash, from config.ron and the password file (the file wins on a clash).
     pub users: Vec<(String, String)>,
+    /// The password file: accounts added or changed at run time are saved here. A missing file is an
+    /// empty one (it is created on the first change).
+    pub password_file: Option<PathBuf>,
+    /// Names defined only in config.ron (not overridden by the password file), which the run-time API
+    /// cannot delete: config.ron is never rewritten, to keep its comments.
+    pub config_users: Vec<String>,
     pub auth_threads: usize,
     pub enforce_topics: bool,
     pub topics: TopicList,
@@ -177,6 +183,8 @@ impl Default for Settings {
             log_level: log::LevelFilter::Info,
             allow_anonymous: true,
             users: Vec::new(),
+            password_file: None,
+            config_users: Vec::new(),
             auth_threads: (available_cores() / 2).max(1),
             enforce_topics: false,
             topics: TopicList::default(),
@@ -316,12 +324,7 @@ impl Settings {
 
         let mut users = Vec::new();
         for u in &raw.auth.users {
-            if u.username.is_empty() {
-                return Err(field_err(
-                    "username",
-                    "a user name must not be empty".into(),
-                ));
-            }
+            passwd::valid_username(&u.username).map_err(|e| field_err("username", e))?;
             if !passwd::looks_like_bcrypt(&u.password_hash) {
                 return Err(field_err(
                     "password_hash",
@@ -330,12 +333,25 @@ impl Settings {
             }
             users.push((u.username.clone(), u.password_hash.clone()));
         }
-        if let Some(file) = &raw.auth.password_file {
-            let path = base.join(file);
-            let entries = passwd::read_file(&path)
-                .map_err(|e| field_err("password_file", format!("{}: {e}", path.display())))?;
+        let mut config_users: Vec<String> = users.iter().map(|(n, _)| n.clone()).collect();
+        let password_file = raw.auth.password_file.as_ref().map(|f| base.join(f));
+        if let Some(path) = &password_file {
+            let entries = match passwd::read_file(path) {
+                Ok(e) => e,
+                Err(e) if !path.exists() => {
+                    log::debug!("{}: {e}; starting with no file accounts", path.display());
+                    Vec::new()
+                }
+                Err(e) => {
+                    return Err(field_err(
+                        "password_file",
+                        format!("{}: {e}", path.display()),
+                    ))
+                }
+            };
             for (name, hash) in entries {
                 users.retain(|(n, _)| *n != name);
+                config_users.retain(|n| *n != name);
                 users.push((name, hash));
             }
         }
@@ -388,6 +404,8 @@ impl Settings {
             enforce_topics: raw.topics.enforce,
             topics,
             topics_state_file: raw.topics.state_file.as_ref().map(|f| base.join(f)),
+            password_file,
+            config_users,
             limits: Limits::from_raw(l),
         })
     }

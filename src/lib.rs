@@ -18,6 +18,7 @@ pub mod auth;
 pub mod broker;
 pub mod cli;
 pub mod config;
+pub mod events;
 pub mod listener;
 pub mod logging;
 pub mod message;

@@ -1,5 +1,5 @@
-//! The persist thread: owns the files the broker writes while it runs (today: the topic list's state
-//! file). Workers and API callers never touch the disk; they send the new content here. Writes go to a
+//! The persist thread: owns the files the broker writes while it runs: the topic list's state file and
+//! the password file. Workers and API callers never touch the disk; they send the new content here. Writes go to a
 //! temporary file that is then renamed, so a crash leaves the old file or the new one, never half of one.
 
 use std::io;
@@ -11,6 +11,8 @@ use crossbeam_channel::{Receiver, Sender};
 pub enum PersistMsg {
     /// The whole topic list, to save.
     Topics(Vec<String>),
+    /// Every account of the password file (name, bcrypt hash), to save.
+    Users(Vec<(String, String)>),
 }
 
 pub struct Persist {
@@ -19,11 +21,14 @@ pub struct Persist {
 }
 
 impl Persist {
-    pub fn start(topics_file: PathBuf) -> io::Result<Persist> {
+    pub fn start(
+        topics_file: Option<PathBuf>,
+        password_file: Option<PathBuf>,
+    ) -> io::Result<Persist> {
         let (tx, rx) = crossbeam_channel::unbounded();
         let thread = std::thread::Builder::new()
             .name("persist".into())
-            .spawn(move || run(rx, &topics_file))?;
+            .spawn(move || run(rx, topics_file.as_deref(), password_file.as_deref()))?;
         Ok(Persist { tx, thread })
     }
 
@@ -38,20 +43,27 @@ impl Persist {
     }
 }
 
-fn run(rx: Receiver<PersistMsg>, topics_file: &Path) {
+fn run(rx: Receiver<PersistMsg>, topics_file: Option<&Path>, password_file: Option<&Path>) {
     while let Ok(first) = rx.recv() {
-        // Only the newest list matters: skip snapshots that a later one replaces.
-        let mut latest = first;
-        while let Ok(next) = rx.try_recv() {
-            latest = next;
+        // Only the newest snapshot of each file matters: skip those a later one replaces.
+        let (mut topics, mut users) = (None, None);
+        for msg in std::iter::once(first).chain(rx.try_iter()) {
+            match msg {
+                PersistMsg::Topics(t) => topics = Some(t),
+                PersistMsg::Users(u) => users = Some(u),
+            }
         }
-        let PersistMsg::Topics(list) = latest;
-        match save_topics(topics_file, &list) {
-            Ok(()) => log::debug!("topic list saved to {}", topics_file.display()),
-            Err(e) => log::error!(
-                "cannot save the topic list to {}: {e}",
-                topics_file.display()
-            ),
+        if let (Some(list), Some(path)) = (topics, topics_file) {
+            match save_topics(path, &list) {
+                Ok(()) => log::debug!("topic list saved to {}", path.display()),
+                Err(e) => log::error!("cannot save the topic list to {}: {e}", path.display()),
+            }
+        }
+        if let (Some(users), Some(path)) = (users, password_file) {
+            match crate::auth::passwd::write_file(path, &users) {
+                Ok(()) => log::debug!("accounts saved to {}", path.display()),
+                Err(e) => log::error!("cannot save the accounts to {}: {e}", path.display()),
+            }
         }
     }
 }

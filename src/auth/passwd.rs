@@ -88,6 +88,21 @@ pub fn set_user(path: &Path, user: &str, password: &str, cost: u32) -> io::Resul
     std::fs::rename(&tmp, path)
 }
 
+/// Writes the whole file (used by the persist thread for accounts changed at run time).
+pub fn write_file(path: &Path, users: &[(String, String)]) -> io::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut text =
+        String::from("# shardmq password file: user:bcrypt-hash (see `shardmq passwd`)\n");
+    for (name, hash) in users {
+        text.push_str(&format!("{name}:{hash}\n"));
+    }
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -89,6 +89,13 @@ impl History {
             .unwrap_or_default()
     }
 
+    /// (topic, messages published, time of the last one) for every remembered topic.
+    pub fn topics(&self) -> impl Iterator<Item = (&Arc<str>, u64, Option<&Arc<Message>>)> {
+        self.topics
+            .iter()
+            .map(|(t, r)| (t, r.count, r.values.back()))
+    }
+
     /// This partition's most recent topics, newest first; the caller merges partitions by time.
     pub fn recent(&self) -> Vec<RecentTopic> {
         self.by_recency

@@ -11,13 +11,14 @@ mod history;
 
 pub use history::{HistoryEntry, RecentTopic};
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use crate::config::Limits;
 use crate::message::{home_of, ClientId, Delivery, Message};
 use crate::protocol::QoS;
-use crate::topic::{SubscriptionTrie, TopicTree};
+use crate::topic::{has_wildcard, SubscriptionTrie, TopicTree};
 use crate::worker::{Envelope, Outbox};
 use history::History;
 
@@ -37,6 +38,8 @@ pub struct Partition {
     history: History,
     /// Reused per publish to merge overlapping subscriptions of one client.
     scratch: HashMap<ClientId, Sub>,
+    /// Wildcard subscriptions held here (each is held by every partition), for counting.
+    wildcard_subs: usize,
 }
 
 impl Partition {
@@ -51,6 +54,7 @@ impl Partition {
                 limits.max_history_topics,
             ),
             scratch: HashMap::new(),
+            wildcard_subs: 0,
         }
     }
 
@@ -117,7 +121,9 @@ impl Partition {
     }
 
     pub fn unsubscribe(&mut self, client: &ClientId, filter: &str) {
-        self.subs.remove(filter, client);
+        if self.subs.remove(filter, client).is_some() && has_wildcard(filter) {
+            self.wildcard_subs -= 1;
+        }
     }
 
     pub fn history(&self, topic: &str) -> Vec<HistoryEntry> {
@@ -128,11 +134,69 @@ impl Partition {
         self.history.recent()
     }
 
-    pub fn subscription_count(&self) -> usize {
-        self.subs.len()
+    /// Statistics of the topics this partition has seen, plus those of `extra` (e.g. listed topic
+    /// names nobody has published to yet) that belong to it (`owns`).
+    pub fn topic_stats(&self, extra: &[String], owns: impl Fn(&str) -> bool) -> Vec<TopicStat> {
+        let mut out: Vec<TopicStat> = self
+            .history
+            .topics()
+            .map(|(topic, messages, last)| TopicStat {
+                topic: topic.to_string(),
+                subscribers: self.subscribers_of(topic),
+                messages,
+                last_publish: last.map(|m| m.time),
+                retained: self.retained.get(topic).is_some(),
+            })
+            .collect();
+        for name in extra {
+            if owns(name) && !out.iter().any(|s| s.topic == *name) {
+                out.push(TopicStat {
+                    topic: name.clone(),
+                    subscribers: self.subscribers_of(name),
+                    messages: 0,
+                    last_publish: None,
+                    retained: self.retained.get(name).is_some(),
+                });
+            }
+        }
+        out
     }
 
-    pub fn retained_count(&self) -> usize {
-        self.retained.len()
+    /// Distinct clients a publish to `topic` would reach.
+    fn subscribers_of(&self, topic: &str) -> usize {
+        let mut clients = HashSet::new();
+        self.subs.for_each_match(topic, |c, _| {
+            clients.insert(c.clone());
+        });
+        clients.len()
     }
+
+    pub fn stats(&self) -> PartitionStats {
+        PartitionStats {
+            exact_subscriptions: self.subs.len() - self.wildcard_subs,
+            wildcard_subscriptions: self.wildcard_subs,
+            retained: self.retained.len(),
+        }
+    }
+}
+
+/// One topic as the admin API lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TopicStat {
+    pub topic: String,
+    /// Distinct clients subscribed with a matching filter.
+    pub subscribers: usize,
+    /// Messages published since the broker started (or since the topic's history was forgotten).
+    pub messages: u64,
+    pub last_publish: Option<SystemTime>,
+    pub retained: bool,
+}
+
+/// Counts for one partition. Every partition holds every wildcard subscription, so the broker's total
+/// is the sum of the exact ones plus the wildcard count of any one partition.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PartitionStats {
+    pub exact_subscriptions: usize,
+    pub wildcard_subscriptions: usize,
+    pub retained: usize,
 }

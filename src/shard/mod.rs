@@ -27,6 +27,7 @@ use mio::{Interest, Registry, Token};
 
 use crate::auth::{AuthHandle, AuthJob, UserTable, Verdict};
 use crate::config::Settings;
+use crate::events::{DisconnectKind, EventBus, EventKind};
 use crate::message::{home_of, partition_of, ClientId, Delivery, Message};
 use crate::metrics::WorkerMetrics;
 use crate::protocol::{
@@ -70,6 +71,20 @@ impl CloseReason {
     fn publishes_will(&self) -> bool {
         !matches!(self, CloseReason::Graceful | CloseReason::Shutdown)
     }
+
+    fn kind(&self) -> DisconnectKind {
+        match self {
+            CloseReason::Graceful => DisconnectKind::Graceful,
+            CloseReason::KeepAliveTimeout => DisconnectKind::KeepAliveTimeout,
+            CloseReason::ConnectTimeout | CloseReason::Protocol(_) | CloseReason::Refused(_) => {
+                DisconnectKind::ProtocolError
+            }
+            CloseReason::Socket(_) | CloseReason::PeerClosed => DisconnectKind::SocketError,
+            CloseReason::Forced => DisconnectKind::Forced,
+            CloseReason::Takeover => DisconnectKind::Takeover,
+            CloseReason::Shutdown => DisconnectKind::Shutdown,
+        }
+    }
 }
 
 impl fmt::Display for CloseReason {
@@ -102,6 +117,7 @@ pub struct ShardContext {
     pub handle: WorkerHandle,
     pub metrics: Arc<WorkerMetrics>,
     pub topic_list: Arc<TopicList>,
+    pub events: EventBus,
 }
 
 pub struct Shard {
@@ -674,6 +690,12 @@ impl Shard {
             connect.clean_session,
             c.username.as_deref().map(|u| format!(", user {u}")).unwrap_or_default()
         );
+        self.cx.events.emit(EventKind::Connected {
+            client_id: client.to_string(),
+            peer: c.peer,
+            username: c.username.clone(),
+            clean_session: connect.clean_session,
+        });
         queue_packet(
             c,
             &mut self.dirty,
@@ -735,16 +757,37 @@ impl Shard {
         }
         let _ = c.stream.shutdown(std::net::Shutdown::Both);
         let Phase::Connected(client) = c.phase else {
-            match reason {
-                CloseReason::Refused(_) => {}
-                _ => log::info!(
-                    "{}: connection closed before CONNECT completed: {reason}",
-                    c.peer
-                ),
-            }
+            let client_id = match c.phase {
+                Phase::Authenticating(connect) | Phase::Accepted(connect) => {
+                    Some(connect.client_id)
+                }
+                _ => None,
+            };
+            let code = match reason {
+                CloseReason::Refused(code) => Some(code as u8),
+                _ => {
+                    log::info!(
+                        "{}: connection closed before CONNECT completed: {reason}",
+                        c.peer
+                    );
+                    None
+                }
+            };
+            let reason = reason.to_string();
+            self.cx.events.emit(EventKind::ConnectRefused {
+                peer: c.peer,
+                client_id,
+                code,
+                reason,
+            });
             return;
         };
         log::info!("client {client} disconnected from {}: {reason}", c.peer);
+        self.cx.events.emit(EventKind::Disconnected {
+            client_id: client.to_string(),
+            kind: reason.kind(),
+            reason: reason.to_string(),
+        });
         if reason.publishes_will() {
             if let Some(will) = c.will.take() {
                 self.publish_will(&client, will, out);
@@ -772,6 +815,11 @@ impl Shard {
                 "will of client {client} to `{topic}` dropped: the topic is not in the topic list"
             );
             self.cx.metrics.publish_refused();
+            self.cx.events.emit(EventKind::PublishRefused {
+                client_id: client.to_string(),
+                topic,
+                reason: "will topic not in the topic list".into(),
+            });
             return;
         }
         log::info!(
@@ -779,6 +827,12 @@ impl Shard {
             will.qos.as_u8(),
             will.retain
         );
+        self.cx.events.emit(EventKind::WillPublished {
+            client_id: client.to_string(),
+            topic: topic.clone(),
+            qos: will.qos.as_u8(),
+            retain: will.retain,
+        });
         let msg = Message {
             topic: topic.into(),
             payload: will.payload,
@@ -843,6 +897,11 @@ impl Shard {
                 p.topic
             );
             self.cx.metrics.publish_refused();
+            self.cx.events.emit(EventKind::PublishRefused {
+                client_id: client.to_string(),
+                topic: p.topic,
+                reason: "not in the topic list".into(),
+            });
         } else {
             let msg = Message {
                 topic: p.topic.into(),
@@ -890,6 +949,11 @@ impl Shard {
             if let Some(why) = refusal {
                 log::warn!("client {client}: subscription to `{filter}` refused (0x80): {why}");
                 self.cx.metrics.subscription_refused();
+                self.cx.events.emit(EventKind::SubscriptionRefused {
+                    client_id: client.to_string(),
+                    filter,
+                    reason: why,
+                });
                 codes.push(SubAckCode::Failure);
                 continue;
             }
@@ -899,6 +963,11 @@ impl Shard {
                 qos.as_u8()
             );
             session.subscriptions.insert(filter.clone(), qos);
+            self.cx.events.emit(EventKind::SubscriptionAccepted {
+                client_id: client.to_string(),
+                filter: filter.to_string(),
+                qos: qos.as_u8(),
+            });
             let (c, epoch) = (session.client_id.clone(), session.epoch);
             route_filter(&filter, workers, out, || Envelope::Subscribe {
                 client: c.clone(),
@@ -931,6 +1000,10 @@ impl Shard {
         if let Some(session) = self.sessions.get_mut(client) {
             for filter in &unsub.filters {
                 if let Some((f, _)) = session.subscriptions.remove_entry(filter.as_str()) {
+                    self.cx.events.emit(EventKind::Unsubscribed {
+                        client_id: client.to_string(),
+                        filter: f.to_string(),
+                    });
                     route_filter(&f, workers, out, || Envelope::Unsubscribe {
                         client: client.clone(),
                         filter: f.clone(),
@@ -1115,15 +1188,16 @@ fn queue_publish(
     dup: bool,
     pkid: Option<PacketId>,
 ) {
-    let p = Publish {
+    protocol::encode_publish(
+        &mut c.wbuf,
         dup,
         qos,
         retain,
-        topic: msg.topic.to_string(),
+        &msg.topic,
         pkid,
-        payload: msg.payload.clone(),
-    };
-    queue_packet(c, dirty, slot, gen, &Packet::Publish(p));
+        &msg.payload,
+    );
+    mark_dirty(c, dirty, slot, gen);
 }
 
 // ----- internal API ----------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ pub const WAKER_TOKEN: Token = Token(usize::MAX);
 const INBOX_BUDGET: usize = 1024;
 
 pub struct Worker {
+    pub(crate) me: usize,
     pub(crate) poll: Poll,
     pub(crate) inbox: Receiver<WorkerMsg>,
     pub(crate) peers: Arc<[WorkerHandle]>,
@@ -154,6 +155,14 @@ impl Worker {
             }
             Control::Recent { reply } => {
                 let _ = reply.send(self.partition.recent());
+            }
+            Control::TopicStats { extra, reply } => {
+                let (me, n) = (self.me, self.peers.len());
+                let owns = |t: &str| crate::message::partition_of(t, n) == me;
+                let _ = reply.send(self.partition.topic_stats(&extra, owns));
+            }
+            Control::PartitionStats { reply } => {
+                let _ = reply.send(self.partition.stats());
             }
         }
     }

@@ -88,6 +88,14 @@ pub enum Control {
     Recent {
         reply: Sender<Vec<crate::partition::RecentTopic>>,
     },
+    /// `extra`: listed topic names to report even if nothing was published to them yet.
+    TopicStats {
+        extra: Arc<Vec<String>>,
+        reply: Sender<Vec<crate::partition::TopicStat>>,
+    },
+    PartitionStats {
+        reply: Sender<crate::partition::PartitionStats>,
+    },
 }
 
 /// A worker's address: its inbox and the waker of its poll, always used together.
