@@ -1,4 +1,4 @@
-//! One worker's loop turn: poll → socket events → inbox → local envelopes → timers → outbox → writes.
+//! One worker's loop turn: poll → inbox → socket events → local envelopes → timers → outbox → writes.
 
 use std::io;
 use std::sync::Arc;
@@ -36,7 +36,9 @@ impl Worker {
                 Some(Duration::ZERO)
             } else {
                 // Round up so a deadline is never checked a hair early and the loop spun.
-                self.shard.next_deadline().map(|d| d.saturating_duration_since(now) + Duration::from_micros(500))
+                self.shard
+                    .next_deadline()
+                    .map(|d| d.saturating_duration_since(now) + Duration::from_micros(500))
             };
             match self.poll.poll(&mut events, timeout) {
                 Ok(()) => {}
@@ -44,18 +46,14 @@ impl Worker {
                 Err(e) => return Err(e),
             }
             let now = Instant::now();
-            for ev in events.iter() {
-                if ev.token() == WAKER_TOKEN {
-                    continue;
-                }
-                let readable = ev.is_readable() || ev.is_read_closed() || ev.is_error();
-                self.shard.on_socket_event(ev.token().0, readable, ev.is_writable(), &mut self.out, now);
-                self.drain_local(now);
-            }
+            // The inbox before the sockets: a subscribe (or unsubscribe) acknowledged to one client is in
+            // this inbox before another client can react to that acknowledgement by publishing here.
             let mut stop = false;
             let mut handled = 0;
             while handled < INBOX_BUDGET {
-                let Ok(msg) = self.inbox.try_recv() else { break };
+                let Ok(msg) = self.inbox.try_recv() else {
+                    break;
+                };
                 handled += 1;
                 if let WorkerMsg::Shutdown = msg {
                     stop = true;
@@ -65,10 +63,28 @@ impl Worker {
                 self.drain_local(now);
             }
             inbox_backlog = !self.inbox.is_empty();
+            for ev in events.iter() {
+                if ev.token() == WAKER_TOKEN {
+                    continue;
+                }
+                let readable = ev.is_readable() || ev.is_read_closed() || ev.is_error();
+                self.shard.on_socket_event(
+                    ev.token().0,
+                    readable,
+                    ev.is_writable(),
+                    &mut self.out,
+                    now,
+                );
+                self.drain_local(now);
+            }
             self.shard.continue_reads(&mut self.out, now);
             self.drain_local(now);
             self.shard.expire(now, &mut self.out);
             self.drain_local(now);
+            // Envelopes go out before the socket writes: once a client reads a SUBACK, UNSUBACK or PUBACK,
+            // the subscribe, unsubscribe or publish it acknowledges is already queued at every partition
+            // concerned, ahead of anything the client (or a peer it tells) sends next.
+            self.out.flush(&self.peers);
             self.shard.flush_writes(&mut self.out);
             self.drain_local(now);
             self.out.flush(&self.peers);
@@ -83,7 +99,9 @@ impl Worker {
         match msg {
             WorkerMsg::Accept { stream, peer } => self.shard.accept(stream, peer, now),
             WorkerMsg::Handoff(h) => self.shard.adopt(*h, &mut self.out, now),
-            WorkerMsg::AuthDone { conn, verdict } => self.shard.auth_done(conn, verdict, &mut self.out, now),
+            WorkerMsg::AuthDone { conn, verdict } => {
+                self.shard.auth_done(conn, verdict, &mut self.out, now)
+            }
             WorkerMsg::Batch(batch) => {
                 for env in batch {
                     self.on_envelope(env);
@@ -98,10 +116,17 @@ impl Worker {
     fn on_envelope(&mut self, env: Envelope) {
         match env {
             Envelope::Publish(msg) => self.partition.publish(msg, &mut self.out),
-            Envelope::Subscribe { client, epoch, filter, qos } => {
-                self.partition.subscribe(client, epoch, &filter, qos, &mut self.out)
+            Envelope::Subscribe {
+                client,
+                epoch,
+                filter,
+                qos,
+            } => self
+                .partition
+                .subscribe(client, epoch, &filter, qos, &mut self.out),
+            Envelope::Unsubscribe { client, filter } => {
+                self.partition.unsubscribe(&client, &filter)
             }
-            Envelope::Unsubscribe { client, filter } => self.partition.unsubscribe(&client, &filter),
             Envelope::Deliver(d) => self.shard.deliver(d, &mut self.out),
         }
     }
@@ -120,8 +145,14 @@ impl Worker {
             Control::ListClients(reply) => {
                 let _ = reply.send(self.shard.list_clients(now));
             }
-            Control::Disconnect { client_id, discard_session, reply } => {
-                let found = self.shard.force_disconnect(&client_id, discard_session, &mut self.out);
+            Control::Disconnect {
+                client_id,
+                discard_session,
+                reply,
+            } => {
+                let found = self
+                    .shard
+                    .force_disconnect(&client_id, discard_session, &mut self.out);
                 let _ = reply.send(found);
             }
             Control::History { topic, reply } => {

@@ -3,4 +3,12 @@
 
 mod common;
 
+mod connect;
+mod keepalive;
+mod malformed;
+mod publish;
+mod retain;
+mod session;
 mod smoke;
+mod subscribe;
+mod will;
