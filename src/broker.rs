@@ -25,7 +25,7 @@ use crate::persist::{self, Persist, PersistMsg};
 use crate::protocol::QoS;
 use crate::shard::{ClientInfo, Shard, ShardContext};
 use crate::topic::{validate_topic_name, TopicList};
-use crate::worker::{Control, Envelope, Outbox, Worker, WorkerHandle, WorkerMsg, WAKER_TOKEN};
+use crate::worker::{WAKER_TOKEN, Control, Envelope, Outbox, Worker, WorkerHandle, WorkerMsg};
 
 /// How long an API call waits for the workers before giving up.
 const API_TIMEOUT: Duration = Duration::from_secs(5);
@@ -59,12 +59,8 @@ pub struct BrokerHandle {
 impl Broker {
     pub fn start(settings: Settings) -> io::Result<Broker> {
         let n = settings.threads.max(1);
-        let std_listener = listener::bind(settings.listen).map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!("cannot listen on {}: {e}", settings.listen),
-            )
-        })?;
+        let std_listener = listener::bind(settings.listen)
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {}: {e}", settings.listen)))?;
         let local_addr = std_listener.local_addr()?;
 
         let mut topics = settings.topics.clone();
@@ -72,16 +68,9 @@ impl Broker {
             Some(path) => {
                 if let Some(saved) = persist::load_topics(path).map_err(io::Error::other)? {
                     topics = TopicList::new(saved).map_err(|(entry, why)| {
-                        io::Error::other(format!(
-                            "{}: topic `{entry}` is invalid: {why}",
-                            path.display()
-                        ))
+                        io::Error::other(format!("{}: topic `{entry}` is invalid: {why}", path.display()))
                     })?;
-                    log::info!(
-                        "topic list loaded from {} ({} entries)",
-                        path.display(),
-                        topics.entries().len()
-                    );
+                    log::info!("topic list loaded from {} ({} entries)", path.display(), topics.entries().len());
                 }
                 Some(Persist::start(path.clone())?)
             }
@@ -126,11 +115,7 @@ impl Broker {
                 partition: Partition::new(n, &settings.limits),
                 out: Outbox::new(i, n),
             };
-            workers.push(
-                std::thread::Builder::new()
-                    .name(format!("worker-{i}"))
-                    .spawn(move || worker.run())?,
-            );
+            workers.push(std::thread::Builder::new().name(format!("worker-{i}")).spawn(move || worker.run())?);
         }
         let listener = Listener::start(std_listener, peers.clone())?;
         log::info!("shardmq listening on {local_addr} with {n} worker threads");
@@ -147,13 +132,7 @@ impl Broker {
                 started: Instant::now(),
             }),
         };
-        Ok(Broker {
-            handle,
-            listener,
-            workers,
-            auth,
-            persist,
-        })
+        Ok(Broker { handle, listener, workers, auth, persist })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -201,10 +180,7 @@ impl Broker {
 }
 
 /// Asks every worker and gathers the answers.
-fn ask_all<T: Send + 'static>(
-    peers: &[WorkerHandle],
-    make: impl Fn(Sender<T>) -> Control,
-) -> Vec<T> {
+fn ask_all<T: Send + 'static>(peers: &[WorkerHandle], make: impl Fn(Sender<T>) -> Control) -> Vec<T> {
     let (tx, rx) = crossbeam_channel::unbounded();
     let mut asked = 0;
     for p in peers {
@@ -214,15 +190,10 @@ fn ask_all<T: Send + 'static>(
     }
     drop(tx);
     let deadline = Instant::now() + API_TIMEOUT;
-    (0..asked)
-        .map_while(|_| rx.recv_deadline(deadline).ok())
-        .collect()
+    (0..asked).map_while(|_| rx.recv_deadline(deadline).ok()).collect()
 }
 
-fn ask_one<T: Send + 'static>(
-    peer: &WorkerHandle,
-    make: impl FnOnce(Sender<T>) -> Control,
-) -> Option<T> {
+fn ask_one<T: Send + 'static>(peer: &WorkerHandle, make: impl FnOnce(Sender<T>) -> Control) -> Option<T> {
     let (tx, rx) = crossbeam_channel::bounded(1);
     if !peer.send(WorkerMsg::Control(make(tx))) {
         return None;
@@ -249,10 +220,7 @@ impl BrokerHandle {
 
     /// Connected clients and offline persistent sessions, sorted by client id.
     pub fn clients(&self) -> Vec<ClientInfo> {
-        let mut all: Vec<ClientInfo> = ask_all(&self.shared.peers, Control::ListClients)
-            .into_iter()
-            .flatten()
-            .collect();
+        let mut all: Vec<ClientInfo> = ask_all(&self.shared.peers, Control::ListClients).into_iter().flatten().collect();
         all.sort_by(|a, b| a.client_id.cmp(&b.client_id));
         all
     }
@@ -261,12 +229,8 @@ impl BrokerHandle {
     /// too. False if no session has that client id.
     pub fn disconnect(&self, client_id: &str, discard_session: bool) -> bool {
         let home = &self.shared.peers[home_of(client_id, self.workers())];
-        ask_one(home, |reply| Control::Disconnect {
-            client_id: client_id.to_string(),
-            discard_session,
-            reply,
-        })
-        .unwrap_or(false)
+        ask_one(home, |reply| Control::Disconnect { client_id: client_id.to_string(), discard_session, reply })
+            .unwrap_or(false)
     }
 
     pub fn topic_list(&self) -> Arc<TopicList> {
@@ -275,10 +239,7 @@ impl BrokerHandle {
 
     /// Adds an entry (a topic name or a pattern with wildcards). Ok(false) if it was already listed.
     pub fn create_topic(&self, entry: &str) -> Result<bool, String> {
-        self.change_topics(|list| {
-            list.add(entry)
-                .map_err(|e| format!("`{entry}` is not a valid topic: {e}"))
-        })
+        self.change_topics(|list| list.add(entry).map_err(|e| format!("`{entry}` is not a valid topic: {e}")))
     }
 
     /// Removes an entry. Ok(false) if it was not listed. Existing subscriptions stay; new ones that match
@@ -287,10 +248,7 @@ impl BrokerHandle {
         self.change_topics(|list| Ok(list.remove(entry)))
     }
 
-    fn change_topics(
-        &self,
-        change: impl FnOnce(&mut TopicList) -> Result<bool, String>,
-    ) -> Result<bool, String> {
+    fn change_topics(&self, change: impl FnOnce(&mut TopicList) -> Result<bool, String>) -> Result<bool, String> {
         let mut guard = self.shared.topics.lock();
         let mut list = (**guard).clone();
         if !change(&mut list)? {
@@ -312,40 +270,22 @@ impl BrokerHandle {
     /// The last values published to `topic`, newest first.
     pub fn history(&self, topic: &str) -> Vec<HistoryEntry> {
         let owner = &self.shared.peers[partition_of(topic, self.workers())];
-        ask_one(owner, |reply| Control::History {
-            topic: topic.to_string(),
-            reply,
-        })
-        .unwrap_or_default()
+        ask_one(owner, |reply| Control::History { topic: topic.to_string(), reply }).unwrap_or_default()
     }
 
     /// The most recently published topics with their last value, newest first.
     pub fn recent(&self) -> Vec<RecentTopic> {
-        let mut all: Vec<RecentTopic> =
-            ask_all(&self.shared.peers, |reply| Control::Recent { reply })
-                .into_iter()
-                .flatten()
-                .collect();
-        all.sort_by(|a, b| b.last.time.cmp(&a.last.time));
+        let mut all: Vec<RecentTopic> = ask_all(&self.shared.peers, |reply| Control::Recent { reply }).into_iter().flatten().collect();
+        all.sort_by_key(|r| std::cmp::Reverse(r.last.time));
         all.truncate(self.shared.settings.limits.recent_topics);
         all
     }
 
     /// Publishes as the broker itself (publisher id `$admin`), subject to the topic list like any client.
-    pub fn publish(
-        &self,
-        topic: &str,
-        payload: Vec<u8>,
-        qos: QoS,
-        retain: bool,
-    ) -> Result<(), String> {
-        validate_topic_name(topic)
-            .map_err(|e| format!("`{topic}` is not a valid topic name: {e}"))?;
+    pub fn publish(&self, topic: &str, payload: Vec<u8>, qos: QoS, retain: bool) -> Result<(), String> {
+        validate_topic_name(topic).map_err(|e| format!("`{topic}` is not a valid topic name: {e}"))?;
         if payload.len() > self.shared.settings.limits.max_packet_size {
-            return Err(format!(
-                "the payload is larger than max_packet_size ({})",
-                self.shared.settings.limits.max_packet_size
-            ));
+            return Err(format!("the payload is larger than max_packet_size ({})", self.shared.settings.limits.max_packet_size));
         }
         if self.shared.settings.enforce_topics && !self.topic_list().allows_topic(topic) {
             return Err(format!("`{topic}` is not in the topic list"));
@@ -376,12 +316,7 @@ impl BrokerHandle {
             .metrics
             .iter()
             .zip(self.shared.peers.iter())
-            .map(|(m, p)| {
-                (
-                    m.connections.load(std::sync::atomic::Ordering::Relaxed),
-                    p.depth(),
-                )
-            })
+            .map(|(m, p)| (m.connections.load(std::sync::atomic::Ordering::Relaxed), p.depth()))
             .collect()
     }
 

@@ -5,11 +5,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "shardmq",
-    version,
-    about = "A sharded, multi-threaded MQTT 3.1.1 broker"
-)]
+#[command(name = "shardmq", version, about = "A sharded, multi-threaded MQTT 3.1.1 broker")]
 pub struct Cli {
     /// The configuration file. Without it, ./config.ron is used if present, else built-in defaults.
     #[arg(long, value_name = "PATH", global = true)]

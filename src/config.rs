@@ -59,12 +59,7 @@ pub struct RawAuth {
 
 impl Default for RawAuth {
     fn default() -> Self {
-        RawAuth {
-            allow_anonymous: true,
-            users: Vec::new(),
-            password_file: None,
-            threads: 0,
-        }
+        RawAuth { allow_anonymous: true, users: Vec::new(), password_file: None, threads: 0 }
     }
 }
 
@@ -187,9 +182,7 @@ impl Default for Settings {
 }
 
 pub fn available_cores() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }
 
 /// A configuration error: which field, where, and why.
@@ -246,13 +239,8 @@ impl Settings {
     }
 
     /// Parses RON text; relative paths in it are resolved against `base`.
-    pub fn from_ron(
-        text: &str,
-        base: &Path,
-        overrides: &Overrides,
-    ) -> Result<Settings, ConfigError> {
-        let options = ron::Options::default()
-            .with_default_extension(ron::extensions::Extensions::IMPLICIT_SOME);
+    pub fn from_ron(text: &str, base: &Path, overrides: &Overrides) -> Result<Settings, ConfigError> {
+        let options = ron::Options::default().with_default_extension(ron::extensions::Extensions::IMPLICIT_SOME);
         let raw: RawConfig = options.from_str(text).map_err(|e| ConfigError {
             file: None,
             line: Some(e.span.start.line),
@@ -262,12 +250,7 @@ impl Settings {
         Settings::from_raw(raw, text, base, overrides)
     }
 
-    fn from_raw(
-        raw: RawConfig,
-        text: &str,
-        base: &Path,
-        ov: &Overrides,
-    ) -> Result<Settings, ConfigError> {
+    fn from_raw(raw: RawConfig, text: &str, base: &Path, ov: &Overrides) -> Result<Settings, ConfigError> {
         // Overrides are checked the same way but reported as flags, not file lines.
         let field_err = |field: &str, message: String| ConfigError {
             file: None,
@@ -283,18 +266,11 @@ impl Settings {
         };
 
         let listen = match &ov.listen {
-            Some(s) => s
+            Some(s) => s.parse().map_err(|e| flag_err("--listen", format!("`{s}` is not an address: {e}")))?,
+            None => raw
+                .listen
                 .parse()
-                .map_err(|e| flag_err("--listen", format!("`{s}` is not an address: {e}")))?,
-            None => raw.listen.parse().map_err(|e| {
-                field_err(
-                    "listen",
-                    format!(
-                        "`{}` is not an address like 127.0.0.1:1883: {e}",
-                        raw.listen
-                    ),
-                )
-            })?,
+                .map_err(|e| field_err("listen", format!("`{}` is not an address like 127.0.0.1:1883: {e}", raw.listen)))?,
         };
         let threads = match ov.threads {
             Some(0) => return Err(flag_err("--threads", "must be at least 1".into())),
@@ -303,24 +279,17 @@ impl Settings {
             None => raw.threads,
         };
         if threads > 1024 {
-            return Err(field_err(
-                "threads",
-                format!("{threads} is more than the 1024 supported"),
-            ));
+            return Err(field_err("threads", format!("{threads} is more than the 1024 supported")));
         }
         let log_level = match &ov.log_level {
             Some(s) => parse_level(s).ok_or_else(|| flag_err("--log-level", level_message(s)))?,
-            None => parse_level(&raw.log_level)
-                .ok_or_else(|| field_err("log_level", level_message(&raw.log_level)))?,
+            None => parse_level(&raw.log_level).ok_or_else(|| field_err("log_level", level_message(&raw.log_level)))?,
         };
 
         let mut users = Vec::new();
         for u in &raw.auth.users {
             if u.username.is_empty() {
-                return Err(field_err(
-                    "username",
-                    "a user name must not be empty".into(),
-                ));
+                return Err(field_err("username", "a user name must not be empty".into()));
             }
             if !passwd::looks_like_bcrypt(&u.password_hash) {
                 return Err(field_err(
@@ -339,44 +308,27 @@ impl Settings {
                 users.push((name, hash));
             }
         }
-        let auth_threads = if raw.auth.threads == 0 {
-            (available_cores() / 2).max(1)
-        } else {
-            raw.auth.threads
-        };
+        let auth_threads = if raw.auth.threads == 0 { (available_cores() / 2).max(1) } else { raw.auth.threads };
 
         let l = &raw.limits;
         if l.max_packet_size < 64 || l.max_packet_size > MQTT_MAX_PACKET_SIZE {
-            return Err(field_err(
-                "max_packet_size",
-                format!("must be between 64 and {MQTT_MAX_PACKET_SIZE}"),
-            ));
+            return Err(field_err("max_packet_size", format!("must be between 64 and {MQTT_MAX_PACKET_SIZE}")));
         }
         if l.max_inflight == 0 || l.max_inflight > 65_535 {
-            return Err(field_err(
-                "max_inflight",
-                "must be between 1 and 65535".into(),
-            ));
+            return Err(field_err("max_inflight", "must be between 1 and 65535".into()));
         }
         if l.max_write_buffer < 1024 {
-            return Err(field_err(
-                "max_write_buffer",
-                "must be at least 1024 bytes".into(),
-            ));
+            return Err(field_err("max_write_buffer", "must be at least 1024 bytes".into()));
         }
         if l.connect_timeout_secs == 0 {
-            return Err(field_err(
-                "connect_timeout_secs",
-                "must be at least 1".into(),
-            ));
+            return Err(field_err("connect_timeout_secs", "must be at least 1".into()));
         }
         if l.history_len == 0 {
             return Err(field_err("history_len", "must be at least 1".into()));
         }
 
-        let topics = TopicList::new(raw.topics.list.iter().cloned()).map_err(|(entry, why)| {
-            field_err("list", format!("topic `{entry}` is invalid: {why}"))
-        })?;
+        let topics = TopicList::new(raw.topics.list.iter().cloned())
+            .map_err(|(entry, why)| field_err("list", format!("topic `{entry}` is invalid: {why}")))?;
 
         Ok(Settings {
             listen,
@@ -403,14 +355,11 @@ fn level_message(s: &str) -> String {
 
 /// The 1-based line where `field:` first appears, to point semantic errors at the file.
 fn line_of(text: &str, field: &str) -> Option<usize> {
-    text.lines()
-        .position(|l| {
-            let l = l.trim_start();
-            !l.starts_with("//")
-                && l.strip_prefix(field)
-                    .is_some_and(|rest| rest.trim_start().starts_with(':'))
-        })
-        .map(|i| i + 1)
+    text.lines().position(|l| {
+        let l = l.trim_start();
+        !l.starts_with("//") && l.strip_prefix(field).is_some_and(|rest| rest.trim_start().starts_with(':'))
+    })
+    .map(|i| i + 1)
 }
 
 #[cfg(test)]
@@ -459,32 +408,18 @@ mod tests {
 
     #[test]
     fn non_bcrypt_hash_is_refused() {
-        let e =
-            parse("(auth: (users: [(username: \"u\", password_hash: \"plain\")]))").unwrap_err();
+        let e = parse("(auth: (users: [(username: \"u\", password_hash: \"plain\")]))").unwrap_err();
         assert_eq!(e.field.as_deref(), Some("password_hash"));
     }
 
     #[test]
     fn overrides_win_and_are_checked() {
-        let ov = Overrides {
-            threads: Some(3),
-            listen: Some("127.0.0.1:0".into()),
-            log_level: Some("debug".into()),
-        };
+        let ov = Overrides { threads: Some(3), listen: Some("127.0.0.1:0".into()), log_level: Some("debug".into()) };
         let s = Settings::from_ron("(threads: 1)", Path::new("."), &ov).unwrap();
         assert_eq!(s.threads, 3);
         assert_eq!(s.listen.port(), 0);
         assert_eq!(s.log_level, log::LevelFilter::Debug);
-        let bad = Overrides {
-            threads: Some(0),
-            ..Overrides::default()
-        };
-        assert_eq!(
-            Settings::from_ron("()", Path::new("."), &bad)
-                .unwrap_err()
-                .field
-                .as_deref(),
-            Some("--threads")
-        );
+        let bad = Overrides { threads: Some(0), ..Overrides::default() };
+        assert_eq!(Settings::from_ron("()", Path::new("."), &bad).unwrap_err().field.as_deref(), Some("--threads"));
     }
 }

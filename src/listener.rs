@@ -36,27 +36,18 @@ pub fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
 }
 
 impl Listener {
-    pub fn start(
-        listener: std::net::TcpListener,
-        workers: Arc<[WorkerHandle]>,
-    ) -> io::Result<Listener> {
+    pub fn start(listener: std::net::TcpListener, workers: Arc<[WorkerHandle]>) -> io::Result<Listener> {
         let addr = listener.local_addr()?;
         let mut listener = TcpListener::from_std(listener);
         let poll = Poll::new()?;
-        poll.registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::Builder::new()
             .name("listener".into())
             .spawn(move || accept_loop(poll, listener, workers, flag))?;
-        Ok(Listener {
-            addr,
-            stop,
-            waker,
-            thread,
-        })
+        Ok(Listener { addr, stop, waker, thread })
     }
 
     pub fn stop(self) {
@@ -67,12 +58,7 @@ impl Listener {
     }
 }
 
-fn accept_loop(
-    mut poll: Poll,
-    listener: TcpListener,
-    workers: Arc<[WorkerHandle]>,
-    stop: Arc<AtomicBool>,
-) {
+fn accept_loop(mut poll: Poll, listener: TcpListener, workers: Arc<[WorkerHandle]>, stop: Arc<AtomicBool>) {
     let mut events = Events::with_capacity(64);
     let mut next = 0usize;
     // After an accept error such as EMFILE the pending connection is still queued but no new readiness

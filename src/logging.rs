@@ -69,10 +69,7 @@ mod tests {
 
     #[test]
     fn formats_known_instants() {
-        assert_eq!(
-            format_utc(SystemTime::UNIX_EPOCH),
-            "1970-01-01T00:00:00.000Z"
-        );
+        assert_eq!(format_utc(SystemTime::UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
         let t = SystemTime::UNIX_EPOCH + Duration::from_millis(1_795_622_400_123);
         assert_eq!(format_utc(t), "2026-11-25T16:00:00.123Z");
     }

@@ -11,21 +11,13 @@ use shardmq::{auth::passwd, logging, Broker};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Some(Command::Passwd {
-            ref file,
-            ref user,
-            cost,
-        }) => run_passwd(file, user, cost),
+        Some(Command::Passwd { ref file, ref user, cost }) => run_passwd(file, user, cost),
         None => serve(cli),
     }
 }
 
 fn serve(cli: Cli) -> ExitCode {
-    let overrides = Overrides {
-        threads: cli.threads,
-        listen: cli.listen,
-        log_level: cli.log_level,
-    };
+    let overrides = Overrides { threads: cli.threads, listen: cli.listen, log_level: cli.log_level };
     let default = PathBuf::from("config.ron");
     let path = cli.config.or_else(|| default.exists().then_some(default));
     let settings = match &path {
@@ -48,11 +40,7 @@ fn serve(cli: Cli) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    println!(
-        "shardmq {} listening on {}",
-        env!("CARGO_PKG_VERSION"),
-        broker.local_addr()
-    );
+    println!("shardmq {} listening on {}", env!("CARGO_PKG_VERSION"), broker.local_addr());
     match broker.wait() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -102,10 +90,7 @@ fn read_password() -> Result<String, String> {
         first
     } else {
         let mut line = String::new();
-        std::io::stdin()
-            .lock()
-            .read_line(&mut line)
-            .map_err(|e| e.to_string())?;
+        std::io::stdin().lock().read_line(&mut line).map_err(|e| e.to_string())?;
         line.trim_end_matches(['\r', '\n']).to_string()
     };
     if password.is_empty() {

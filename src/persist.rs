@@ -21,9 +21,7 @@ pub struct Persist {
 impl Persist {
     pub fn start(topics_file: PathBuf) -> io::Result<Persist> {
         let (tx, rx) = crossbeam_channel::unbounded();
-        let thread = std::thread::Builder::new()
-            .name("persist".into())
-            .spawn(move || run(rx, &topics_file))?;
+        let thread = std::thread::Builder::new().name("persist".into()).spawn(move || run(rx, &topics_file))?;
         Ok(Persist { tx, thread })
     }
 
@@ -48,10 +46,7 @@ fn run(rx: Receiver<PersistMsg>, topics_file: &Path) {
         let PersistMsg::Topics(list) = latest;
         match save_topics(topics_file, &list) {
             Ok(()) => log::debug!("topic list saved to {}", topics_file.display()),
-            Err(e) => log::error!(
-                "cannot save the topic list to {}: {e}",
-                topics_file.display()
-            ),
+            Err(e) => log::error!("cannot save the topic list to {}: {e}", topics_file.display()),
         }
     }
 }
@@ -60,15 +55,9 @@ pub fn save_topics(path: &Path, list: &[String]) -> io::Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
-    let text = ron::ser::to_string_pretty(&list, ron::ser::PrettyConfig::default())
-        .map_err(io::Error::other)?;
+    let text = ron::ser::to_string_pretty(&list, ron::ser::PrettyConfig::default()).map_err(io::Error::other)?;
     let tmp = path.with_extension("tmp");
-    std::fs::write(
-        &tmp,
-        format!(
-            "// Topic list saved by shardmq; edits made while it runs are overwritten.\n{text}\n"
-        ),
-    )?;
+    std::fs::write(&tmp, format!("// Topic list saved by shardmq; edits made while it runs are overwritten.\n{text}\n"))?;
     std::fs::rename(&tmp, path)
 }
 
@@ -79,9 +68,7 @@ pub fn load_topics(path: &Path) -> Result<Option<Vec<String>>, String> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(format!("{}: {e}", path.display())),
     };
-    ron::from_str(&text)
-        .map(Some)
-        .map_err(|e| format!("{}:{}: {}", path.display(), e.span.start.line, e.code))
+    ron::from_str(&text).map(Some).map_err(|e| format!("{}:{}: {}", path.display(), e.span.start.line, e.code))
 }
 
 #[cfg(test)]

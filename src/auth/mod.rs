@@ -55,34 +55,21 @@ impl AuthPool {
         let (jobs, rx) = crossbeam_channel::bounded(QUEUE_CAPACITY);
         // Verifying unknown users against a real hash keeps their refusal as slow as a wrong password's,
         // so response time does not reveal which user names exist.
-        let decoy: Arc<str> = bcrypt::hash("decoy", passwd::DEFAULT_COST)
-            .map_err(std::io::Error::other)?
-            .into();
+        let decoy: Arc<str> = bcrypt::hash("decoy", passwd::DEFAULT_COST).map_err(std::io::Error::other)?.into();
         let mut threads = Vec::new();
         for i in 0..n.max(1) {
             let rx: Receiver<AuthJob> = rx.clone();
             let users = users.clone();
             let decoy = decoy.clone();
-            threads.push(
-                std::thread::Builder::new()
-                    .name(format!("auth-{i}"))
-                    .spawn(move || {
-                        for job in rx {
-                            let verdict = verify(&users, &decoy, &job.username, &job.password);
-                            // A worker that has shut down no longer needs the answer.
-                            job.reply_to.send(WorkerMsg::AuthDone {
-                                conn: job.conn,
-                                verdict,
-                            });
-                        }
-                    })?,
-            );
+            threads.push(std::thread::Builder::new().name(format!("auth-{i}")).spawn(move || {
+                for job in rx {
+                    let verdict = verify(&users, &decoy, &job.username, &job.password);
+                    // A worker that has shut down no longer needs the answer.
+                    job.reply_to.send(WorkerMsg::AuthDone { conn: job.conn, verdict });
+                }
+            })?);
         }
-        Ok(AuthPool {
-            jobs,
-            users,
-            threads,
-        })
+        Ok(AuthPool { jobs, users, threads })
     }
 
     /// Queues a check; gives the job back when the pool is saturated (or gone) so the caller can refuse.
@@ -93,9 +80,7 @@ impl AuthPool {
     }
 
     pub fn handle(&self) -> AuthHandle {
-        AuthHandle {
-            jobs: self.jobs.clone(),
-        }
+        AuthHandle { jobs: self.jobs.clone() }
     }
 
     pub fn users(&self) -> &UserTable {

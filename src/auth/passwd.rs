@@ -11,8 +11,7 @@ use std::path::Path;
 pub const DEFAULT_COST: u32 = 10;
 
 pub fn looks_like_bcrypt(hash: &str) -> bool {
-    hash.len() == 60
-        && (hash.starts_with("$2b$") || hash.starts_with("$2a$") || hash.starts_with("$2y$"))
+    hash.len() == 60 && (hash.starts_with("$2b$") || hash.starts_with("$2a$") || hash.starts_with("$2y$"))
 }
 
 pub fn valid_username(name: &str) -> Result<(), String> {
@@ -38,10 +37,7 @@ pub fn parse(text: &str) -> Result<Vec<(String, String)>, String> {
         };
         valid_username(name).map_err(|e| format!("line {}: {e}", i + 1))?;
         if !looks_like_bcrypt(hash) {
-            return Err(format!(
-                "line {}: the hash of `{name}` is not a bcrypt hash",
-                i + 1
-            ));
+            return Err(format!("line {}: the hash of `{name}` is not a bcrypt hash", i + 1));
         }
         users.push((name.to_string(), hash.to_string()));
     }
@@ -63,12 +59,7 @@ pub fn set_user(path: &Path, user: &str, password: &str, cost: u32) -> io::Resul
         Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
         Err(e) => return Err(e),
     };
-    parse(&text).map_err(|e| {
-        io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("{}: {e}", path.display()),
-        )
-    })?;
+    parse(&text).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", path.display())))?;
     let mut out = String::new();
     let mut replaced = false;
     for line in text.lines() {
@@ -105,21 +96,14 @@ mod tests {
         assert!(text.starts_with("# accounts\n"));
         let users = parse(&text).unwrap();
         assert_eq!(users.len(), 2);
-        let ann = &users
-            .iter()
-            .find(|(n, _)| n == "ann@example.com")
-            .unwrap()
-            .1;
+        let ann = &users.iter().find(|(n, _)| n == "ann@example.com").unwrap().1;
         assert!(bcrypt::verify("three", ann).unwrap());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn malformed_lines_are_named() {
-        assert_eq!(
-            parse("a:b\n").unwrap_err(),
-            "line 1: the hash of `a` is not a bcrypt hash"
-        );
+        assert_eq!(parse("a:b\n").unwrap_err(), "line 1: the hash of `a` is not a bcrypt hash");
         assert!(parse("\n\nnocolon").unwrap_err().starts_with("line 3"));
         assert!(set_user(Path::new("/nonexistent-dir/x"), "a:b", "p", 4).is_err());
     }

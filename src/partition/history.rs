@@ -1,8 +1,8 @@
 //! Per-topic history (the last K values) and the most recently published topics, for one partition.
 
-use crate::message::Message;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
+use crate::message::Message;
 
 /// One remembered publish.
 #[derive(Clone, Debug)]
@@ -51,14 +51,11 @@ impl History {
     pub fn record(&mut self, msg: &Arc<Message>) {
         let seq = self.next_seq;
         self.next_seq += 1;
-        let rec = self
-            .topics
-            .entry(msg.topic.clone())
-            .or_insert_with(|| Record {
-                values: VecDeque::new(),
-                count: 0,
-                seq,
-            });
+        let rec = self.topics.entry(msg.topic.clone()).or_insert_with(|| Record {
+            values: VecDeque::new(),
+            count: 0,
+            seq,
+        });
         self.by_recency.remove(&rec.seq);
         rec.seq = seq;
         rec.count += 1;
@@ -68,9 +65,7 @@ impl History {
         rec.values.push_back(msg.clone());
         self.by_recency.insert(seq, msg.topic.clone());
         while self.topics.len() > self.max_topics {
-            let Some((_, oldest)) = self.by_recency.pop_first() else {
-                break;
-            };
+            let Some((_, oldest)) = self.by_recency.pop_first() else { break };
             self.topics.remove(&oldest);
         }
     }
@@ -79,13 +74,7 @@ impl History {
     pub fn of(&self, topic: &str) -> Vec<HistoryEntry> {
         self.topics
             .get(topic)
-            .map(|r| {
-                r.values
-                    .iter()
-                    .rev()
-                    .map(|m| HistoryEntry { msg: m.clone() })
-                    .collect()
-            })
+            .map(|r| r.values.iter().rev().map(|m| HistoryEntry { msg: m.clone() }).collect())
             .unwrap_or_default()
     }
 
@@ -97,11 +86,7 @@ impl History {
             .take(self.recent_len)
             .filter_map(|t| {
                 let r = self.topics.get(t)?;
-                Some(RecentTopic {
-                    topic: t.clone(),
-                    last: r.values.back()?.clone(),
-                    count: r.count,
-                })
+                Some(RecentTopic { topic: t.clone(), last: r.values.back()?.clone(), count: r.count })
             })
             .collect()
     }
@@ -142,10 +127,7 @@ mod tests {
         }
         let recent: Vec<_> = h.recent().iter().map(|r| r.topic.to_string()).collect();
         assert_eq!(recent, vec!["d", "a"]);
-        assert!(
-            h.of("b").is_empty(),
-            "b was the least recent and the limit is 3 topics"
-        );
+        assert!(h.of("b").is_empty(), "b was the least recent and the limit is 3 topics");
         assert_eq!(h.of("a").len(), 2);
     }
 }

@@ -45,11 +45,7 @@ impl Partition {
             workers,
             subs: SubscriptionTrie::new(),
             retained: TopicTree::new(),
-            history: History::new(
-                limits.history_len,
-                limits.recent_topics,
-                limits.max_history_topics,
-            ),
+            history: History::new(limits.history_len, limits.recent_topics, limits.max_history_topics),
             scratch: HashMap::new(),
         }
     }
@@ -80,38 +76,18 @@ impl Partition {
         for (client, sub) in scratch.drain() {
             let qos = msg.qos.min(sub.qos);
             // Copies to existing subscriptions go out with RETAIN 0 [MQTT-3.3.1-9].
-            let d = Delivery {
-                client,
-                epoch: sub.epoch,
-                msg: msg.clone(),
-                qos,
-                retain: false,
-            };
+            let d = Delivery { client, epoch: sub.epoch, msg: msg.clone(), qos, retain: false };
             out.push(sub.home, Envelope::Deliver(d));
         }
     }
 
     /// Adds or replaces a subscription and sends the retained messages it matches in this partition
     /// [MQTT-3.3.1-6], [MQTT-3.8.4-3] with RETAIN 1 [MQTT-3.3.1-8].
-    pub fn subscribe(
-        &mut self,
-        client: ClientId,
-        epoch: u64,
-        filter: &str,
-        qos: QoS,
-        out: &mut Outbox,
-    ) {
+    pub fn subscribe(&mut self, client: ClientId, epoch: u64, filter: &str, qos: QoS, out: &mut Outbox) {
         let home = home_of(&client, self.workers);
-        self.subs
-            .insert(filter, client.clone(), Sub { qos, epoch, home });
+        self.subs.insert(filter, client.clone(), Sub { qos, epoch, home });
         self.retained.for_each_match(filter, |_, msg| {
-            let d = Delivery {
-                client: client.clone(),
-                epoch,
-                msg: msg.clone(),
-                qos: msg.qos.min(qos),
-                retain: true,
-            };
+            let d = Delivery { client: client.clone(), epoch, msg: msg.clone(), qos: msg.qos.min(qos), retain: true };
             out.push(home, Envelope::Deliver(d));
         });
     }

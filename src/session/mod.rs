@@ -105,11 +105,7 @@ impl Session {
         max_queued: usize,
     ) -> Offer {
         if qos == QoS::AtMostOnce {
-            return if online {
-                Offer::Send(None)
-            } else {
-                Offer::Dropped
-            };
+            return if online { Offer::Send(None) } else { Offer::Dropped };
         }
         // Keep order: while older messages wait in the queue, a new one queues behind them.
         if online && self.queue.is_empty() && self.inflight.len() < max_inflight {
@@ -136,13 +132,7 @@ impl Session {
 
     fn start(&mut self, msg: Arc<Message>, qos: QoS, retain: bool) -> PacketId {
         let pid = self.alloc_pid();
-        self.inflight.push_back(Outgoing {
-            pid,
-            msg,
-            qos,
-            retain,
-            state: OutState::Published,
-        });
+        self.inflight.push_back(Outgoing { pid, msg, qos, retain, state: OutState::Published });
         pid
     }
 
@@ -150,9 +140,7 @@ impl Session {
     fn alloc_pid(&mut self) -> PacketId {
         loop {
             self.next_pid = self.next_pid.wrapping_add(1);
-            let Some(pid) = NonZeroU16::new(self.next_pid) else {
-                continue;
-            };
+            let Some(pid) = NonZeroU16::new(self.next_pid) else { continue };
             if !self.inflight.iter().any(|o| o.pid == pid) {
                 return pid;
             }
@@ -161,9 +149,7 @@ impl Session {
 
     fn position(&self, pid: PacketId, qos: QoS, state: OutState) -> Option<usize> {
         // Acks mostly arrive in order, so the front is the usual hit.
-        self.inflight
-            .iter()
-            .position(|o| o.pid == pid && o.qos == qos && o.state == state)
+        self.inflight.iter().position(|o| o.pid == pid && o.qos == qos && o.state == state)
     }
 
     /// PUBACK for a QoS 1 message; false if no such message is in flight.
@@ -181,8 +167,7 @@ impl Session {
             self.inflight[i].state = OutState::Released;
             return true;
         }
-        self.position(pid, QoS::ExactlyOnce, OutState::Released)
-            .is_some()
+        self.position(pid, QoS::ExactlyOnce, OutState::Released).is_some()
     }
 
     /// PUBCOMP for a QoS 2 message; false if no such message awaited it.
@@ -233,26 +218,11 @@ mod tests {
     #[test]
     fn window_then_queue_then_drop_and_order_is_kept() {
         let mut s = Session::new("c".into(), 1, false);
-        assert_eq!(
-            s.offer(msg(1), QoS::AtLeastOnce, false, true, 2, 2),
-            Offer::Send(Some(pid(1)))
-        );
-        assert_eq!(
-            s.offer(msg(2), QoS::AtLeastOnce, false, true, 2, 2),
-            Offer::Send(Some(pid(2)))
-        );
-        assert_eq!(
-            s.offer(msg(3), QoS::AtLeastOnce, false, true, 2, 2),
-            Offer::Queued
-        );
-        assert_eq!(
-            s.offer(msg(4), QoS::AtLeastOnce, false, true, 2, 2),
-            Offer::Queued
-        );
-        assert_eq!(
-            s.offer(msg(5), QoS::AtLeastOnce, false, true, 2, 2),
-            Offer::Dropped
-        );
+        assert_eq!(s.offer(msg(1), QoS::AtLeastOnce, false, true, 2, 2), Offer::Send(Some(pid(1))));
+        assert_eq!(s.offer(msg(2), QoS::AtLeastOnce, false, true, 2, 2), Offer::Send(Some(pid(2))));
+        assert_eq!(s.offer(msg(3), QoS::AtLeastOnce, false, true, 2, 2), Offer::Queued);
+        assert_eq!(s.offer(msg(4), QoS::AtLeastOnce, false, true, 2, 2), Offer::Queued);
+        assert_eq!(s.offer(msg(5), QoS::AtLeastOnce, false, true, 2, 2), Offer::Dropped);
         assert_eq!(s.dropped, 1);
         assert!(s.next_queued(2).is_none(), "window full");
         assert!(s.on_puback(pid(1)));
@@ -265,14 +235,8 @@ mod tests {
     #[test]
     fn offline_qos0_is_dropped_uncounted_and_qos1_is_queued() {
         let mut s = Session::new("c".into(), 1, false);
-        assert_eq!(
-            s.offer(msg(1), QoS::AtMostOnce, false, false, 10, 10),
-            Offer::Dropped
-        );
-        assert_eq!(
-            s.offer(msg(2), QoS::AtLeastOnce, false, false, 10, 10),
-            Offer::Queued
-        );
+        assert_eq!(s.offer(msg(1), QoS::AtMostOnce, false, false, 10, 10), Offer::Dropped);
+        assert_eq!(s.offer(msg(2), QoS::AtLeastOnce, false, false, 10, 10), Offer::Queued);
         assert_eq!(s.dropped, 0);
         assert_eq!(s.queued_len(), 1);
     }
@@ -280,14 +244,8 @@ mod tests {
     #[test]
     fn qos2_outbound_handshake() {
         let mut s = Session::new("c".into(), 1, false);
-        assert_eq!(
-            s.offer(msg(1), QoS::ExactlyOnce, false, true, 10, 10),
-            Offer::Send(Some(pid(1)))
-        );
-        assert!(
-            !s.on_pubcomp(pid(1)),
-            "PUBCOMP before PUBREC matches nothing"
-        );
+        assert_eq!(s.offer(msg(1), QoS::ExactlyOnce, false, true, 10, 10), Offer::Send(Some(pid(1))));
+        assert!(!s.on_pubcomp(pid(1)), "PUBCOMP before PUBREC matches nothing");
         assert!(s.on_pubrec(pid(1)));
         assert!(s.on_pubrec(pid(1)), "a repeated PUBREC gets PUBREL again");
         assert_eq!(s.inflight().next().unwrap().state, OutState::Released);
@@ -308,13 +266,7 @@ mod tests {
     fn packet_ids_skip_zero_and_ids_in_flight() {
         let mut s = Session::new("c".into(), 1, false);
         s.next_pid = u16::MAX - 1;
-        assert_eq!(
-            s.offer(msg(1), QoS::AtLeastOnce, false, true, 10, 10),
-            Offer::Send(Some(pid(u16::MAX)))
-        );
-        assert_eq!(
-            s.offer(msg(2), QoS::AtLeastOnce, false, true, 10, 10),
-            Offer::Send(Some(pid(1)))
-        );
+        assert_eq!(s.offer(msg(1), QoS::AtLeastOnce, false, true, 10, 10), Offer::Send(Some(pid(u16::MAX))));
+        assert_eq!(s.offer(msg(2), QoS::AtLeastOnce, false, true, 10, 10), Offer::Send(Some(pid(1))));
     }
 }

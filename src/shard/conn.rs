@@ -57,12 +57,7 @@ pub struct Conn {
 }
 
 impl Conn {
-    pub fn new(
-        stream: TcpStream,
-        peer: SocketAddr,
-        now: Instant,
-        connect_deadline: Instant,
-    ) -> Conn {
+    pub fn new(stream: TcpStream, peer: SocketAddr, now: Instant, connect_deadline: Instant) -> Conn {
         Conn {
             stream,
             peer,
@@ -97,10 +92,7 @@ pub struct Slab<T> {
 
 impl<T> Default for Slab<T> {
     fn default() -> Self {
-        Slab {
-            slots: Vec::new(),
-            free: Vec::new(),
-        }
+        Slab { slots: Vec::new(), free: Vec::new() }
     }
 }
 
@@ -111,26 +103,17 @@ impl<T> Slab<T> {
             self.slots[i].val = Some(val);
             (i, self.slots[i].gen)
         } else {
-            self.slots.push(Slot {
-                gen: 0,
-                val: Some(val),
-            });
+            self.slots.push(Slot { gen: 0, val: Some(val) });
             (self.slots.len() - 1, 0)
         }
     }
 
     pub fn get(&self, slot: usize, gen: u32) -> Option<&T> {
-        self.slots
-            .get(slot)
-            .filter(|s| s.gen == gen)
-            .and_then(|s| s.val.as_ref())
+        self.slots.get(slot).filter(|s| s.gen == gen).and_then(|s| s.val.as_ref())
     }
 
     pub fn get_mut(&mut self, slot: usize, gen: u32) -> Option<&mut T> {
-        self.slots
-            .get_mut(slot)
-            .filter(|s| s.gen == gen)
-            .and_then(|s| s.val.as_mut())
+        self.slots.get_mut(slot).filter(|s| s.gen == gen).and_then(|s| s.val.as_mut())
     }
 
     /// The current occupant of `slot`, with its generation (for socket events, which carry no generation).
@@ -150,12 +133,7 @@ impl<T> Slab<T> {
 
     /// (slot, generation) of every occupant.
     pub fn keys(&self) -> Vec<(usize, u32)> {
-        self.slots
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| s.val.is_some())
-            .map(|(i, s)| (i, s.gen))
-            .collect()
+        self.slots.iter().enumerate().filter(|(_, s)| s.val.is_some()).map(|(i, s)| (i, s.gen)).collect()
     }
 }
 

@@ -49,16 +49,10 @@ impl ClientInfo {
             keep_alive: conn.map_or(0, |c| c.keep_alive),
             idle_secs: conn.map(|c| now.saturating_duration_since(c.last_packet).as_secs_f64()),
             clean_session: s.clean,
-            will: conn.and_then(|c| c.will.as_ref()).map(|w| WillInfo {
-                topic: w.topic.clone(),
-                qos: w.qos,
-                retain: w.retain,
-            }),
-            subscriptions: s
-                .subscriptions
-                .iter()
-                .map(|(f, q)| (f.to_string(), *q))
-                .collect(),
+            will: conn
+                .and_then(|c| c.will.as_ref())
+                .map(|w| WillInfo { topic: w.topic.clone(), qos: w.qos, retain: w.retain }),
+            subscriptions: s.subscriptions.iter().map(|(f, q)| (f.to_string(), *q)).collect(),
             inflight: s.inflight_len(),
             queued: s.queued_len(),
             dropped: s.dropped,

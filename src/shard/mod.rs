@@ -30,8 +30,8 @@ use crate::config::Settings;
 use crate::message::{home_of, partition_of, ClientId, Delivery, Message};
 use crate::metrics::WorkerMetrics;
 use crate::protocol::{
-    self, ConnAck, Connect, ConnectReturnCode, LastWill, Packet, PacketId, Publish, QoS, SubAck,
-    SubAckCode, Subscribe, Unsubscribe,
+    self, ConnAck, Connect, ConnectReturnCode, LastWill, Packet, PacketId, Publish, QoS, SubAck, SubAckCode,
+    Subscribe, Unsubscribe,
 };
 use crate::session::{Offer, OutState, Session};
 use crate::topic::{has_wildcard, validate_filter, TopicList};
@@ -80,9 +80,7 @@ impl fmt::Display for CloseReason {
             CloseReason::ConnectTimeout => write!(f, "no CONNECT in time"),
             CloseReason::Protocol(why) => write!(f, "protocol error: {why}"),
             CloseReason::Socket(why) => write!(f, "socket error: {why}"),
-            CloseReason::PeerClosed => {
-                write!(f, "connection closed by the client without DISCONNECT")
-            }
+            CloseReason::PeerClosed => write!(f, "connection closed by the client without DISCONNECT"),
             CloseReason::Forced => write!(f, "forced disconnect"),
             CloseReason::Takeover => write!(f, "session taken over by a new connection"),
             CloseReason::Refused(code) => write!(f, "refused with CONNACK {:#04x}", *code as u8),
@@ -145,9 +143,7 @@ impl Shard {
 
     pub fn accept(&mut self, stream: TcpStream, peer: SocketAddr, now: Instant) {
         let deadline = now + self.cx.settings.limits.connect_timeout;
-        let Some((slot, gen)) = self.insert(Conn::new(stream, peer, now, deadline)) else {
-            return;
-        };
+        let Some((slot, gen)) = self.insert(Conn::new(stream, peer, now, deadline)) else { return };
         self.schedule(slot, gen);
         self.mark_ready(slot, gen);
         log::debug!("{peer}: accepted on worker {}", self.cx.me);
@@ -155,17 +151,10 @@ impl Shard {
 
     /// A connection arriving from another worker with its accepted CONNECT.
     pub fn adopt(&mut self, h: Handoff, out: &mut Outbox, now: Instant) {
-        let Handoff {
-            stream,
-            peer,
-            connect,
-            leftover,
-        } = h;
+        let Handoff { stream, peer, connect, leftover } = h;
         let mut conn = Conn::new(stream, peer, now, now);
         conn.rbuf = leftover;
-        let Some((slot, gen)) = self.insert(conn) else {
-            return;
-        };
+        let Some((slot, gen)) = self.insert(conn) else { return };
         self.attach(slot, gen, connect, out, now);
         self.parse_buffered(slot, gen, out, now);
         self.mark_ready(slot, gen);
@@ -175,11 +164,7 @@ impl Shard {
         let peer = conn.peer;
         let (slot, gen) = self.conns.insert(conn);
         let c = self.conns.get_mut(slot, gen)?;
-        if let Err(e) = self
-            .cx
-            .registry
-            .register(&mut c.stream, Token(slot), Interest::READABLE)
-        {
+        if let Err(e) = self.cx.registry.register(&mut c.stream, Token(slot), Interest::READABLE) {
             log::warn!("{peer}: cannot register the connection: {e}");
             self.conns.remove(slot, gen);
             return None;
@@ -188,17 +173,8 @@ impl Shard {
         Some((slot, gen))
     }
 
-    pub fn on_socket_event(
-        &mut self,
-        slot: usize,
-        readable: bool,
-        writable: bool,
-        out: &mut Outbox,
-        now: Instant,
-    ) {
-        let Some((gen, _)) = self.conns.current(slot) else {
-            return;
-        };
+    pub fn on_socket_event(&mut self, slot: usize, readable: bool, writable: bool, out: &mut Outbox, now: Instant) {
+        let Some((gen, _)) = self.conns.current(slot) else { return };
         if writable {
             self.flush_conn(slot, gen, out);
         }
@@ -210,9 +186,7 @@ impl Shard {
     /// Gives connections whose read budget ran out last turn another turn.
     pub fn continue_reads(&mut self, out: &mut Outbox, now: Instant) {
         for _ in 0..self.ready.len() {
-            let Some((slot, gen)) = self.ready.pop_front() else {
-                break;
-            };
+            let Some((slot, gen)) = self.ready.pop_front() else { break };
             if let Some(c) = self.conns.get_mut(slot, gen) {
                 c.in_ready = false;
                 self.read_conn(slot, gen, out, now);
@@ -236,9 +210,7 @@ impl Shard {
                 break;
             }
             self.timers.pop();
-            let Some(c) = self.conns.get_mut(slot, gen) else {
-                continue;
-            };
+            let Some(c) = self.conns.get_mut(slot, gen) else { continue };
             if c.timer_at != Some(at) {
                 continue;
             }
@@ -259,9 +231,7 @@ impl Shard {
 
     /// Makes sure the connection's deadline has a timer entry no later than it.
     fn schedule(&mut self, slot: usize, gen: u32) {
-        let Some(c) = self.conns.get_mut(slot, gen) else {
-            return;
-        };
+        let Some(c) = self.conns.get_mut(slot, gen) else { return };
         let Some(d) = c.deadline else { return };
         if c.timer_at.is_none_or(|t| d < t) {
             c.timer_at = Some(d);
@@ -307,10 +277,7 @@ impl Shard {
     fn read_conn(&mut self, slot: usize, gen: u32, out: &mut Outbox, now: Instant) {
         let mut scratch = std::mem::take(&mut self.scratch);
         let mut budget = READ_BUDGET;
-        loop {
-            let Some(c) = self.conns.get_mut(slot, gen) else {
-                break;
-            };
+        while let Some(c) = self.conns.get_mut(slot, gen) {
             if !matches!(c.phase, Phase::AwaitConnect | Phase::Connected(_)) {
                 // Paused while credentials are checked; `auth_done` resumes reading.
                 break;
@@ -352,9 +319,7 @@ impl Shard {
 
     /// Parses the connection's own buffer (bytes that arrived split, or came with a handoff).
     fn parse_buffered(&mut self, slot: usize, gen: u32, out: &mut Outbox, now: Instant) {
-        let Some(c) = self.conns.get_mut(slot, gen) else {
-            return;
-        };
+        let Some(c) = self.conns.get_mut(slot, gen) else { return };
         let buf = std::mem::take(&mut c.rbuf);
         let used = self.parse(slot, gen, &buf, out, now);
         if let Some(c) = self.conns.get_mut(slot, gen) {
@@ -369,20 +334,11 @@ impl Shard {
 
     /// Handles every complete packet in `data`; returns how many bytes were consumed. Stops early when
     /// the connection closes or leaves the reading phases (CONNECT accepted or under authentication).
-    fn parse(
-        &mut self,
-        slot: usize,
-        gen: u32,
-        data: &[u8],
-        out: &mut Outbox,
-        now: Instant,
-    ) -> usize {
+    fn parse(&mut self, slot: usize, gen: u32, data: &[u8], out: &mut Outbox, now: Instant) -> usize {
         let max = self.cx.settings.limits.max_packet_size;
         let mut pos = 0;
         loop {
-            let Some(c) = self.conns.get_mut(slot, gen) else {
-                return pos;
-            };
+            let Some(c) = self.conns.get_mut(slot, gen) else { return pos };
             let connecting = matches!(c.phase, Phase::AwaitConnect);
             if !connecting && !matches!(c.phase, Phase::Connected(_)) {
                 return pos;
@@ -400,10 +356,9 @@ impl Shard {
             // buffering) a body of up to max_packet_size that its "remaining length" announces.
             let header_error = match protocol::check_first_byte(frame.first_byte) {
                 Err(e) => Some(e.to_string()),
-                Ok(()) if connecting && frame.packet_type() != 1 => Some(format!(
-                    "packet type {} before CONNECT [MQTT-3.1.0-1]",
-                    frame.packet_type()
-                )),
+                Ok(()) if connecting && frame.packet_type() != 1 => {
+                    Some(format!("packet type {} before CONNECT [MQTT-3.1.0-1]", frame.packet_type()))
+                }
                 Ok(()) => None,
             };
             if let Some(why) = header_error {
@@ -420,12 +375,7 @@ impl Shard {
                 Err(e) => {
                     if connecting && e.is_unsupported_protocol_level() {
                         // [MQTT-3.1.2-2]: answer 0x01, then close.
-                        self.refuse(
-                            slot,
-                            gen,
-                            ConnectReturnCode::UnacceptableProtocolVersion,
-                            out,
-                        );
+                        self.refuse(slot, gen, ConnectReturnCode::UnacceptableProtocolVersion, out);
                     } else {
                         self.close(slot, gen, CloseReason::Protocol(e.to_string()), out);
                     }
@@ -438,18 +388,14 @@ impl Shard {
     /// A CONNECT accepted without waiting for the auth pool is acted on once parsing has stopped, so the
     /// bytes after it are in `rbuf` and travel with the connection if it moves.
     fn after_parse(&mut self, slot: usize, gen: u32, out: &mut Outbox, now: Instant) {
-        let Some(c) = self.conns.get_mut(slot, gen) else {
-            return;
-        };
+        let Some(c) = self.conns.get_mut(slot, gen) else { return };
         if matches!(c.phase, Phase::Accepted(_)) {
             self.connect_accepted(slot, gen, out, now);
         }
     }
 
     fn on_packet(&mut self, slot: usize, gen: u32, packet: Packet, out: &mut Outbox, now: Instant) {
-        let Some(c) = self.conns.get_mut(slot, gen) else {
-            return;
-        };
+        let Some(c) = self.conns.get_mut(slot, gen) else { return };
         c.last_packet = now;
         if c.keep_alive > 0 {
             c.deadline = Some(now + keep_alive_window(c.keep_alive));
@@ -504,10 +450,7 @@ impl Shard {
                 let why = "second CONNECT on a connection [MQTT-3.1.0-2]".to_string();
                 self.close(slot, gen, CloseReason::Protocol(why), out);
             }
-            other @ (Packet::ConnAck(_)
-            | Packet::SubAck(_)
-            | Packet::UnsubAck(_)
-            | Packet::PingResp) => {
+            other @ (Packet::ConnAck(_) | Packet::SubAck(_) | Packet::UnsubAck(_) | Packet::PingResp) => {
                 let why = format!("{} is a server-to-client packet", other.name());
                 self.close(slot, gen, CloseReason::Protocol(why), out);
             }
@@ -537,22 +480,15 @@ impl Shard {
             }
             connect.client_id = self.assign_client_id(); // [MQTT-3.1.3-6]
         }
-        let Some(c) = self.conns.get_mut(slot, gen) else {
-            return;
-        };
+        let Some(c) = self.conns.get_mut(slot, gen) else { return };
         let peer = c.peer;
         c.level = Some(connect.level);
         c.username = connect.username.clone();
         let accounts = !self.cx.users.read().is_empty();
-        let needs_check =
-            connect.username.is_some() && (accounts || !self.cx.settings.allow_anonymous);
+        let needs_check = connect.username.is_some() && (accounts || !self.cx.settings.allow_anonymous);
         if needs_check {
             let job = AuthJob {
-                conn: ConnRef {
-                    worker: self.cx.me,
-                    slot,
-                    gen,
-                },
+                conn: ConnRef { worker: self.cx.me, slot, gen },
                 reply_to: self.cx.handle.clone(),
                 username: connect.username.clone().unwrap_or_default(),
                 password: connect.password.clone().unwrap_or_default(),
@@ -563,10 +499,7 @@ impl Shard {
                 self.refuse(slot, gen, ConnectReturnCode::ServerUnavailable, out);
             }
         } else if connect.username.is_none() && !self.cx.settings.allow_anonymous {
-            log::warn!(
-                "{peer}: refused client {}: anonymous access is off",
-                connect.client_id
-            );
+            log::warn!("{peer}: refused client {}: anonymous access is off", connect.client_id);
             self.refuse(slot, gen, ConnectReturnCode::NotAuthorized, out);
         } else {
             c.phase = Phase::Accepted(Box::new(connect));
@@ -574,28 +507,15 @@ impl Shard {
     }
 
     fn assign_client_id(&mut self) -> String {
-        let nanos = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
+        let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
         self.next_epoch += 1;
-        format!(
-            "shardmq-{:x}-{:x}-{:x}",
-            self.cx.me,
-            nanos & 0xffff_ffff_ffff,
-            self.next_epoch
-        )
+        format!("shardmq-{:x}-{:x}-{:x}", self.cx.me, nanos & 0xffff_ffff_ffff, self.next_epoch)
     }
 
     pub fn auth_done(&mut self, conn: ConnRef, verdict: Verdict, out: &mut Outbox, now: Instant) {
         let (slot, gen) = (conn.slot, conn.gen);
-        let Some(c) = self.conns.get_mut(slot, gen) else {
-            return;
-        };
-        let Phase::Authenticating(connect) = std::mem::replace(&mut c.phase, Phase::AwaitConnect)
-        else {
-            return;
-        };
+        let Some(c) = self.conns.get_mut(slot, gen) else { return };
+        let Phase::Authenticating(connect) = std::mem::replace(&mut c.phase, Phase::AwaitConnect) else { return };
         match verdict {
             Verdict::Accepted => {
                 c.phase = Phase::Accepted(connect);
@@ -615,12 +535,8 @@ impl Shard {
 
     /// Attaches here if this is the client id's home worker, else moves the connection there.
     fn connect_accepted(&mut self, slot: usize, gen: u32, out: &mut Outbox, now: Instant) {
-        let Some(c) = self.conns.get_mut(slot, gen) else {
-            return;
-        };
-        let Phase::Accepted(connect) = std::mem::replace(&mut c.phase, Phase::AwaitConnect) else {
-            return;
-        };
+        let Some(c) = self.conns.get_mut(slot, gen) else { return };
+        let Phase::Accepted(connect) = std::mem::replace(&mut c.phase, Phase::AwaitConnect) else { return };
         let home = home_of(&connect.client_id, self.cx.workers);
         if home == self.cx.me {
             self.attach(slot, gen, *connect, out, now);
@@ -628,23 +544,13 @@ impl Shard {
             self.mark_ready(slot, gen);
             return;
         }
-        let Some(mut c) = self.conns.remove(slot, gen) else {
-            return;
-        };
+        let Some(mut c) = self.conns.remove(slot, gen) else { return };
         self.cx.metrics.connection_closed();
         if let Err(e) = self.cx.registry.deregister(&mut c.stream) {
             log::warn!("{}: cannot move the connection: {e}", c.peer);
             return;
         }
-        out.handoff(
-            home,
-            Box::new(Handoff {
-                stream: c.stream,
-                peer: c.peer,
-                connect: *connect,
-                leftover: c.rbuf,
-            }),
-        );
+        out.handoff(home, Box::new(Handoff { stream: c.stream, peer: c.peer, connect: *connect, leftover: c.rbuf }));
     }
 
     /// Binds an accepted connection to its session: takes over a live one, resumes a persistent one or
@@ -664,18 +570,11 @@ impl Shard {
             }
             self.next_epoch += 1;
             let epoch = (self.next_epoch << 10) | self.cx.me as u64;
-            self.sessions.insert(
-                client.clone(),
-                Session::new(client.clone(), epoch, connect.clean_session),
-            );
+            self.sessions.insert(client.clone(), Session::new(client.clone(), epoch, connect.clean_session));
             self.cx.metrics.sessions_changed(1);
         }
-        let Some(session) = self.sessions.get_mut(&client) else {
-            return;
-        };
-        let Some(c) = self.conns.get_mut(slot, gen) else {
-            return;
-        };
+        let Some(session) = self.sessions.get_mut(&client) else { return };
+        let Some(c) = self.conns.get_mut(slot, gen) else { return };
         session.conn = Some((slot, gen));
         session.username = connect.username.clone();
         c.phase = Phase::Connected(client.clone());
@@ -694,34 +593,15 @@ impl Shard {
             connect.clean_session,
             c.username.as_deref().map(|u| format!(", user {u}")).unwrap_or_default()
         );
-        queue_packet(
-            c,
-            &mut self.dirty,
-            slot,
-            gen,
-            &Packet::ConnAck(ConnAck {
-                session_present: present,
-                code: ConnectReturnCode::Accepted,
-            }),
-        );
+        queue_packet(c, &mut self.dirty, slot, gen, &Packet::ConnAck(ConnAck { session_present: present, code: ConnectReturnCode::Accepted }));
         if present {
             // Resend what was in flight, in order, PUBLISH with DUP or PUBREL [MQTT-4.4.0-1].
             for o in session.inflight() {
                 match o.state {
-                    OutState::Published => queue_publish(
-                        c,
-                        &mut self.dirty,
-                        slot,
-                        gen,
-                        &o.msg,
-                        o.qos,
-                        o.retain,
-                        true,
-                        Some(o.pid),
-                    ),
-                    OutState::Released => {
-                        queue_packet(c, &mut self.dirty, slot, gen, &Packet::PubRel(o.pid))
+                    OutState::Published => {
+                        queue_publish(c, &mut self.dirty, slot, gen, &o.msg, o.qos, o.retain, true, Some(o.pid))
                     }
+                    OutState::Released => queue_packet(c, &mut self.dirty, slot, gen, &Packet::PubRel(o.pid)),
                 }
             }
         }
@@ -730,23 +610,14 @@ impl Shard {
     }
 
     fn refuse(&mut self, slot: usize, gen: u32, code: ConnectReturnCode, out: &mut Outbox) {
-        self.write(
-            slot,
-            gen,
-            &Packet::ConnAck(ConnAck {
-                session_present: false,
-                code,
-            }),
-        );
+        self.write(slot, gen, &Packet::ConnAck(ConnAck { session_present: false, code }));
         self.close(slot, gen, CloseReason::Refused(code), out);
     }
 
     /// Ends a connection: publishes the will unless the end was graceful, then ends a clean session or
     /// parks a persistent one.
     fn close(&mut self, slot: usize, gen: u32, reason: CloseReason, out: &mut Outbox) {
-        let Some(mut c) = self.conns.remove(slot, gen) else {
-            return;
-        };
+        let Some(mut c) = self.conns.remove(slot, gen) else { return };
         self.cx.metrics.connection_closed();
         let _ = self.cx.registry.deregister(&mut c.stream);
         if !c.wbuf.is_empty() {
@@ -757,10 +628,7 @@ impl Shard {
         let Phase::Connected(client) = c.phase else {
             match reason {
                 CloseReason::Refused(_) => {}
-                _ => log::info!(
-                    "{}: connection closed before CONNECT completed: {reason}",
-                    c.peer
-                ),
+                _ => log::info!("{}: connection closed before CONNECT completed: {reason}", c.peer),
             }
             return;
         };
@@ -770,9 +638,7 @@ impl Shard {
                 self.publish_will(&client, will, out);
             }
         }
-        let Some(session) = self.sessions.get_mut(&client) else {
-            return;
-        };
+        let Some(session) = self.sessions.get_mut(&client) else { return };
         if session.conn != Some((slot, gen)) {
             return;
         }
@@ -788,17 +654,11 @@ impl Shard {
     fn publish_will(&mut self, client: &ClientId, will: LastWill, out: &mut Outbox) {
         let topic = will.topic;
         if self.cx.settings.enforce_topics && !self.cx.topic_list.allows_topic(&topic) {
-            log::warn!(
-                "will of client {client} to `{topic}` dropped: the topic is not in the topic list"
-            );
+            log::warn!("will of client {client} to `{topic}` dropped: the topic is not in the topic list");
             self.cx.metrics.publish_refused();
             return;
         }
-        log::info!(
-            "will of client {client} published to `{topic}` (QoS {}, retain {})",
-            will.qos.as_u8(),
-            will.retain
-        );
+        log::info!("will of client {client} published to `{topic}` (QoS {}, retain {})", will.qos.as_u8(), will.retain);
         let msg = Message {
             topic: topic.into(),
             payload: will.payload,
@@ -808,20 +668,14 @@ impl Shard {
             time: SystemTime::now(),
         };
         self.cx.metrics.message_in();
-        out.push(
-            partition_of(&msg.topic, self.cx.workers),
-            Envelope::Publish(Arc::new(msg)),
-        );
+        out.push(partition_of(&msg.topic, self.cx.workers), Envelope::Publish(Arc::new(msg)));
     }
 }
 
 /// Removes a session's subscriptions from the partitions that hold them.
 fn forget_subscriptions(s: &Session, workers: usize, out: &mut Outbox) {
     for filter in s.subscriptions.keys() {
-        route_filter(filter, workers, out, || Envelope::Unsubscribe {
-            client: s.client_id.clone(),
-            filter: filter.clone(),
-        });
+        route_filter(filter, workers, out, || Envelope::Unsubscribe { client: s.client_id.clone(), filter: filter.clone() });
     }
 }
 
@@ -837,20 +691,10 @@ fn route_filter(filter: &str, workers: usize, out: &mut Outbox, make: impl Fn() 
 // ----- PUBLISH, SUBSCRIBE, delivery ------------------------------------------------------------------
 
 impl Shard {
-    fn on_publish(
-        &mut self,
-        slot: usize,
-        gen: u32,
-        client: &ClientId,
-        p: Publish,
-        out: &mut Outbox,
-    ) {
+    fn on_publish(&mut self, slot: usize, gen: u32, client: &ClientId, p: Publish, out: &mut Outbox) {
         let pid = p.pkid;
         if let (QoS::ExactlyOnce, Some(pid)) = (p.qos, pid) {
-            let first = self
-                .sessions
-                .get_mut(client)
-                .is_some_and(|s| s.receive_qos2(pid));
+            let first = self.sessions.get_mut(client).is_some_and(|s| s.receive_qos2(pid));
             if !first {
                 // A resend (DUP) of a message already routed: acknowledge only, so it is delivered once.
                 self.write(slot, gen, &Packet::PubRec(pid));
@@ -858,10 +702,7 @@ impl Shard {
             }
         }
         if self.cx.settings.enforce_topics && !self.cx.topic_list.allows_topic(&p.topic) {
-            log::warn!(
-                "client {client}: PUBLISH to `{}` dropped: the topic is not in the topic list",
-                p.topic
-            );
+            log::warn!("client {client}: PUBLISH to `{}` dropped: the topic is not in the topic list", p.topic);
             self.cx.metrics.publish_refused();
         } else {
             let msg = Message {
@@ -873,10 +714,7 @@ impl Shard {
                 time: SystemTime::now(),
             };
             self.cx.metrics.message_in();
-            out.push(
-                partition_of(&msg.topic, self.cx.workers),
-                Envelope::Publish(Arc::new(msg)),
-            );
+            out.push(partition_of(&msg.topic, self.cx.workers), Envelope::Publish(Arc::new(msg)));
         }
         match (p.qos, pid) {
             (QoS::AtLeastOnce, Some(pid)) => self.write(slot, gen, &Packet::PubAck(pid)),
@@ -885,19 +723,10 @@ impl Shard {
         }
     }
 
-    fn on_subscribe(
-        &mut self,
-        slot: usize,
-        gen: u32,
-        client: &ClientId,
-        sub: Subscribe,
-        out: &mut Outbox,
-    ) {
+    fn on_subscribe(&mut self, slot: usize, gen: u32, client: &ClientId, sub: Subscribe, out: &mut Outbox) {
         let workers = self.cx.workers;
         let enforce = self.cx.settings.enforce_topics;
-        let Some(session) = self.sessions.get_mut(client) else {
-            return;
-        };
+        let Some(session) = self.sessions.get_mut(client) else { return };
         let mut codes = Vec::with_capacity(sub.filters.len());
         for (filter, qos) in sub.filters {
             let refusal = match validate_filter(&filter) {
@@ -914,10 +743,7 @@ impl Shard {
                 continue;
             }
             let filter: Arc<str> = filter.into();
-            log::debug!(
-                "client {client}: subscribed to `{filter}` at QoS {}",
-                qos.as_u8()
-            );
+            log::debug!("client {client}: subscribed to `{filter}` at QoS {}", qos.as_u8());
             session.subscriptions.insert(filter.clone(), qos);
             let (c, epoch) = (session.client_id.clone(), session.epoch);
             route_filter(&filter, workers, out, || Envelope::Subscribe {
@@ -929,32 +755,15 @@ impl Shard {
             codes.push(SubAckCode::Granted(qos));
         }
         // Written before the partitions act on the subscribe, so SUBACK precedes the retained messages.
-        self.write(
-            slot,
-            gen,
-            &Packet::SubAck(SubAck {
-                pkid: sub.pkid,
-                codes,
-            }),
-        );
+        self.write(slot, gen, &Packet::SubAck(SubAck { pkid: sub.pkid, codes }));
     }
 
-    fn on_unsubscribe(
-        &mut self,
-        slot: usize,
-        gen: u32,
-        client: &ClientId,
-        unsub: Unsubscribe,
-        out: &mut Outbox,
-    ) {
+    fn on_unsubscribe(&mut self, slot: usize, gen: u32, client: &ClientId, unsub: Unsubscribe, out: &mut Outbox) {
         let workers = self.cx.workers;
         if let Some(session) = self.sessions.get_mut(client) {
             for filter in &unsub.filters {
                 if let Some((f, _)) = session.subscriptions.remove_entry(filter.as_str()) {
-                    route_filter(&f, workers, out, || Envelope::Unsubscribe {
-                        client: client.clone(),
-                        filter: f.clone(),
-                    });
+                    route_filter(&f, workers, out, || Envelope::Unsubscribe { client: client.clone(), filter: f.clone() });
                 }
             }
         }
@@ -964,15 +773,11 @@ impl Shard {
     /// A message from a partition for a session of this shard.
     pub fn deliver(&mut self, d: Delivery, _out: &mut Outbox) {
         let limits = &self.cx.settings.limits;
-        let Some(session) = self.sessions.get_mut(&d.client) else {
-            return;
-        };
+        let Some(session) = self.sessions.get_mut(&d.client) else { return };
         if session.epoch != d.epoch {
             return;
         }
-        let mut conn = session
-            .conn
-            .and_then(|(slot, gen)| self.conns.get_mut(slot, gen).map(|c| (slot, gen, c)));
+        let mut conn = session.conn.and_then(|(slot, gen)| self.conns.get_mut(slot, gen).map(|c| (slot, gen, c)));
         if d.qos == QoS::AtMostOnce {
             if let Some((_, _, c)) = &conn {
                 if c.wbuf.len() >= limits.max_write_buffer {
@@ -982,38 +787,17 @@ impl Shard {
                 }
             }
         }
-        match session.offer(
-            d.msg.clone(),
-            d.qos,
-            d.retain,
-            conn.is_some(),
-            limits.max_inflight,
-            limits.max_queued_messages,
-        ) {
+        match session.offer(d.msg.clone(), d.qos, d.retain, conn.is_some(), limits.max_inflight, limits.max_queued_messages) {
             Offer::Send(pid) => {
                 if let Some((slot, gen, c)) = conn.as_mut() {
-                    queue_publish(
-                        c,
-                        &mut self.dirty,
-                        *slot,
-                        *gen,
-                        &d.msg,
-                        d.qos,
-                        d.retain,
-                        false,
-                        pid,
-                    );
+                    queue_publish(c, &mut self.dirty, *slot, *gen, &d.msg, d.qos, d.retain, false, pid);
                     self.cx.metrics.message_out();
                 }
             }
             Offer::Queued => {}
             Offer::Dropped => {
                 if d.qos != QoS::AtMostOnce {
-                    log::debug!(
-                        "client {}: queue full, message on `{}` dropped",
-                        d.client,
-                        d.msg.topic
-                    );
+                    log::debug!("client {}: queue full, message on `{}` dropped", d.client, d.msg.topic);
                 }
                 self.cx.metrics.dropped();
             }
@@ -1023,27 +807,11 @@ impl Shard {
     /// Moves queued messages into the in-flight window as acknowledgements free it.
     fn fill_window(&mut self, client: &ClientId) {
         let max_inflight = self.cx.settings.limits.max_inflight;
-        let Some(session) = self.sessions.get_mut(client) else {
-            return;
-        };
-        let Some((slot, gen)) = session.conn else {
-            return;
-        };
-        let Some(c) = self.conns.get_mut(slot, gen) else {
-            return;
-        };
+        let Some(session) = self.sessions.get_mut(client) else { return };
+        let Some((slot, gen)) = session.conn else { return };
+        let Some(c) = self.conns.get_mut(slot, gen) else { return };
         while let Some(o) = session.next_queued(max_inflight) {
-            queue_publish(
-                c,
-                &mut self.dirty,
-                slot,
-                gen,
-                &o.msg,
-                o.qos,
-                o.retain,
-                false,
-                Some(o.pid),
-            );
+            queue_publish(c, &mut self.dirty, slot, gen, &o.msg, o.qos, o.retain, false, Some(o.pid));
             self.cx.metrics.message_out();
         }
     }
@@ -1055,9 +823,7 @@ impl Shard {
     }
 
     fn flush_conn(&mut self, slot: usize, gen: u32, out: &mut Outbox) {
-        let Some(c) = self.conns.get_mut(slot, gen) else {
-            return;
-        };
+        let Some(c) = self.conns.get_mut(slot, gen) else { return };
         let mut written = 0;
         let mut failure = None;
         while written < c.wbuf.len() {
@@ -1087,16 +853,8 @@ impl Shard {
             c.wbuf = Vec::new();
         }
         if pending != c.write_interest {
-            let interest = if pending {
-                Interest::READABLE | Interest::WRITABLE
-            } else {
-                Interest::READABLE
-            };
-            if let Err(e) = self
-                .cx
-                .registry
-                .reregister(&mut c.stream, Token(slot), interest)
-            {
+            let interest = if pending { Interest::READABLE | Interest::WRITABLE } else { Interest::READABLE };
+            if let Err(e) = self.cx.registry.reregister(&mut c.stream, Token(slot), interest) {
                 self.close(slot, gen, CloseReason::Socket(e.to_string()), out);
                 return;
             }
@@ -1105,13 +863,7 @@ impl Shard {
     }
 }
 
-fn queue_packet(
-    c: &mut Conn,
-    dirty: &mut Vec<(usize, u32)>,
-    slot: usize,
-    gen: u32,
-    packet: &Packet,
-) {
+fn queue_packet(c: &mut Conn, dirty: &mut Vec<(usize, u32)>, slot: usize, gen: u32, packet: &Packet) {
     protocol::encode(packet, &mut c.wbuf);
     if !c.dirty {
         c.dirty = true;
@@ -1131,14 +883,7 @@ fn queue_publish(
     dup: bool,
     pkid: Option<PacketId>,
 ) {
-    let p = Publish {
-        dup,
-        qos,
-        retain,
-        topic: msg.topic.to_string(),
-        pkid,
-        payload: msg.payload.clone(),
-    };
+    let p = Publish { dup, qos, retain, topic: msg.topic.to_string(), pkid, payload: msg.payload.clone() };
     queue_packet(c, dirty, slot, gen, &Packet::Publish(p));
 }
 
@@ -1157,15 +902,8 @@ impl Shard {
 
     /// Closes the client's connection as a forced disconnect (the will is published) and, with
     /// `discard_session`, drops its stored session too. False if the client id is unknown here.
-    pub fn force_disconnect(
-        &mut self,
-        client_id: &str,
-        discard_session: bool,
-        out: &mut Outbox,
-    ) -> bool {
-        let Some(session) = self.sessions.get(client_id) else {
-            return false;
-        };
+    pub fn force_disconnect(&mut self, client_id: &str, discard_session: bool, out: &mut Outbox) -> bool {
+        let Some(session) = self.sessions.get(client_id) else { return false };
         let client = session.client_id.clone();
         if let Some((slot, gen)) = session.conn {
             self.close(slot, gen, CloseReason::Forced, out);

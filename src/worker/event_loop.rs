@@ -36,9 +36,7 @@ impl Worker {
                 Some(Duration::ZERO)
             } else {
                 // Round up so a deadline is never checked a hair early and the loop spun.
-                self.shard
-                    .next_deadline()
-                    .map(|d| d.saturating_duration_since(now) + Duration::from_micros(500))
+                self.shard.next_deadline().map(|d| d.saturating_duration_since(now) + Duration::from_micros(500))
             };
             match self.poll.poll(&mut events, timeout) {
                 Ok(()) => {}
@@ -51,9 +49,7 @@ impl Worker {
             let mut stop = false;
             let mut handled = 0;
             while handled < INBOX_BUDGET {
-                let Ok(msg) = self.inbox.try_recv() else {
-                    break;
-                };
+                let Ok(msg) = self.inbox.try_recv() else { break };
                 handled += 1;
                 if let WorkerMsg::Shutdown = msg {
                     stop = true;
@@ -68,13 +64,7 @@ impl Worker {
                     continue;
                 }
                 let readable = ev.is_readable() || ev.is_read_closed() || ev.is_error();
-                self.shard.on_socket_event(
-                    ev.token().0,
-                    readable,
-                    ev.is_writable(),
-                    &mut self.out,
-                    now,
-                );
+                self.shard.on_socket_event(ev.token().0, readable, ev.is_writable(), &mut self.out, now);
                 self.drain_local(now);
             }
             self.shard.continue_reads(&mut self.out, now);
@@ -99,9 +89,7 @@ impl Worker {
         match msg {
             WorkerMsg::Accept { stream, peer } => self.shard.accept(stream, peer, now),
             WorkerMsg::Handoff(h) => self.shard.adopt(*h, &mut self.out, now),
-            WorkerMsg::AuthDone { conn, verdict } => {
-                self.shard.auth_done(conn, verdict, &mut self.out, now)
-            }
+            WorkerMsg::AuthDone { conn, verdict } => self.shard.auth_done(conn, verdict, &mut self.out, now),
             WorkerMsg::Batch(batch) => {
                 for env in batch {
                     self.on_envelope(env);
@@ -116,17 +104,10 @@ impl Worker {
     fn on_envelope(&mut self, env: Envelope) {
         match env {
             Envelope::Publish(msg) => self.partition.publish(msg, &mut self.out),
-            Envelope::Subscribe {
-                client,
-                epoch,
-                filter,
-                qos,
-            } => self
-                .partition
-                .subscribe(client, epoch, &filter, qos, &mut self.out),
-            Envelope::Unsubscribe { client, filter } => {
-                self.partition.unsubscribe(&client, &filter)
+            Envelope::Subscribe { client, epoch, filter, qos } => {
+                self.partition.subscribe(client, epoch, &filter, qos, &mut self.out)
             }
+            Envelope::Unsubscribe { client, filter } => self.partition.unsubscribe(&client, &filter),
             Envelope::Deliver(d) => self.shard.deliver(d, &mut self.out),
         }
     }
@@ -145,14 +126,8 @@ impl Worker {
             Control::ListClients(reply) => {
                 let _ = reply.send(self.shard.list_clients(now));
             }
-            Control::Disconnect {
-                client_id,
-                discard_session,
-                reply,
-            } => {
-                let found = self
-                    .shard
-                    .force_disconnect(&client_id, discard_session, &mut self.out);
+            Control::Disconnect { client_id, discard_session, reply } => {
+                let found = self.shard.force_disconnect(&client_id, discard_session, &mut self.out);
                 let _ = reply.send(found);
             }
             Control::History { topic, reply } => {

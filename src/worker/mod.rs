@@ -27,10 +27,7 @@ use crate::topic::TopicList;
 /// is bounded at its source.
 pub enum WorkerMsg {
     /// listener → worker: a freshly accepted socket (TCP_NODELAY already set).
-    Accept {
-        stream: mio::net::TcpStream,
-        peer: SocketAddr,
-    },
+    Accept { stream: mio::net::TcpStream, peer: SocketAddr },
     /// worker → the client id's home worker: a connection whose CONNECT was accepted (authenticated).
     Handoff(Box<Handoff>),
     /// auth pool → the worker that asked: the bcrypt verdict for a pending CONNECT.
@@ -51,12 +48,7 @@ pub enum Envelope {
     /// shard → the topic's partition.
     Publish(Arc<Message>),
     /// shard → partition(s): exact filter → the filter's partition; wildcard filter → every partition.
-    Subscribe {
-        client: ClientId,
-        epoch: u64,
-        filter: Arc<str>,
-        qos: QoS,
-    },
+    Subscribe { client: ClientId, epoch: u64, filter: Arc<str>, qos: QoS },
     /// shard → the same partition(s) as the subscribe.
     Unsubscribe { client: ClientId, filter: Arc<str> },
     /// partition → the subscriber's home shard.
@@ -76,18 +68,9 @@ pub struct Handoff {
 /// Queries and commands of the internal API ([`crate::broker::BrokerHandle`]).
 pub enum Control {
     ListClients(Sender<Vec<crate::shard::ClientInfo>>),
-    Disconnect {
-        client_id: String,
-        discard_session: bool,
-        reply: Sender<bool>,
-    },
-    History {
-        topic: String,
-        reply: Sender<Vec<crate::partition::HistoryEntry>>,
-    },
-    Recent {
-        reply: Sender<Vec<crate::partition::RecentTopic>>,
-    },
+    Disconnect { client_id: String, discard_session: bool, reply: Sender<bool> },
+    History { topic: String, reply: Sender<Vec<crate::partition::HistoryEntry>> },
+    Recent { reply: Sender<Vec<crate::partition::RecentTopic>> },
 }
 
 /// A worker's address: its inbox and the waker of its poll, always used together.
@@ -138,12 +121,7 @@ pub struct Outbox {
 
 impl Outbox {
     pub fn new(me: usize, workers: usize) -> Outbox {
-        Outbox {
-            me,
-            remote: (0..workers).map(|_| Vec::new()).collect(),
-            handoffs: Vec::new(),
-            local: VecDeque::new(),
-        }
+        Outbox { me, remote: (0..workers).map(|_| Vec::new()).collect(), handoffs: Vec::new(), local: VecDeque::new() }
     }
 
     pub fn push(&mut self, dest: usize, env: Envelope) {

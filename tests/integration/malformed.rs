@@ -237,7 +237,7 @@ impl XorShift {
 #[test]
 fn fuzz_random_bytes_never_break_the_broker() {
     let f = Fixture::new();
-    let mut rng = XorShift(0x5EED_0F_5A4D_u64);
+    let mut rng = XorShift(0x5EED_F00D_5A4D_0001);
     for case in 0..300 {
         let mut bytes = Vec::new();
         if case % 2 == 1 {
