@@ -126,6 +126,7 @@ impl Broker {
                 metrics: metrics[i].clone(),
                 topic_list: topics.clone(),
                 events: events_bus.clone(),
+                inbox: inbox.clone(),
             });
             let worker = Worker {
                 me: i,
@@ -323,9 +324,8 @@ impl BrokerHandle {
         }
         let list = Arc::new(list);
         *guard = list.clone();
-        for p in self.shared.peers.iter() {
-            p.send(WorkerMsg::TopicList(list.clone()));
-        }
+        // Waits until every worker has it: a SUBSCRIBE or PUBLISH sent after this returns meets the new list.
+        ask_all(&self.shared.peers, |reply| Control::TopicList { list: list.clone(), reply });
         // Sent under the lock, so the persist thread sees the snapshots in order.
         let _ = self
             .shared

@@ -118,10 +118,9 @@ enum BusMsg {
         backlog: Sender<Vec<Arc<Event>>>,
         live: Sender<Arc<Event>>,
     },
-    Since {
-        since: u64,
-        reply: Sender<Vec<Arc<Event>>>,
-    },
+    Since { since: u64, reply: Sender<Vec<Arc<Event>>> },
+    /// Explicit, because API handles that outlive the broker hold senders too.
+    Stop,
 }
 
 /// The sending side, cloned into every worker.
@@ -179,6 +178,7 @@ pub struct Watch {
 }
 
 pub struct EventThread {
+    tx: Sender<BusMsg>,
     thread: JoinHandle<()>,
 }
 
@@ -188,18 +188,15 @@ impl EventThread {
         let thread = std::thread::Builder::new()
             .name("events".into())
             .spawn(move || run(rx))?;
-        Ok((
-            EventBus {
-                tx,
-                lost: Arc::default(),
-            },
-            EventThread { thread },
-        ))
+        Ok((EventBus { tx: tx.clone(), lost: Arc::default() }, EventThread { tx, thread }))
     }
 
-    /// Stops once every [`EventBus`] clone has been dropped.
+    /// Stops the thread; watchers see their feed end.
     pub fn join(self) {
-        let _ = self.thread.join();
+        // Blocking send: the bus may be full, and the thread is draining it.
+        if self.tx.send(BusMsg::Stop).is_ok() {
+            let _ = self.thread.join();
+        }
     }
 }
 
@@ -233,6 +230,7 @@ fn run(rx: Receiver<BusMsg>) {
             BusMsg::Since { since, reply } => {
                 let _ = reply.send(after(&ring, since));
             }
+            BusMsg::Stop => return,
         }
     }
 }

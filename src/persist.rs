@@ -13,6 +13,9 @@ pub enum PersistMsg {
     Topics(Vec<String>),
     /// Every account of the password file (name, bcrypt hash), to save.
     Users(Vec<(String, String)>),
+    /// Write what is pending, then stop. Explicit, because API handles that outlive the broker hold
+    /// senders too, so the channel may never disconnect.
+    Stop,
 }
 
 pub struct Persist {
@@ -38,7 +41,7 @@ impl Persist {
 
     /// Writes whatever is still queued, then stops.
     pub fn stop(self) {
-        drop(self.tx);
+        let _ = self.tx.send(PersistMsg::Stop);
         let _ = self.thread.join();
     }
 }
@@ -46,11 +49,15 @@ impl Persist {
 fn run(rx: Receiver<PersistMsg>, topics_file: Option<&Path>, password_file: Option<&Path>) {
     while let Ok(first) = rx.recv() {
         // Only the newest snapshot of each file matters: skip those a later one replaces.
-        let (mut topics, mut users) = (None, None);
+        let (mut topics, mut users, mut stop) = (None, None, false);
         for msg in std::iter::once(first).chain(rx.try_iter()) {
             match msg {
                 PersistMsg::Topics(t) => topics = Some(t),
                 PersistMsg::Users(u) => users = Some(u),
+                PersistMsg::Stop => {
+                    stop = true;
+                    break;
+                }
             }
         }
         if let (Some(list), Some(path)) = (topics, topics_file) {
@@ -64,6 +71,9 @@ fn run(rx: Receiver<PersistMsg>, topics_file: Option<&Path>, password_file: Opti
                 Ok(()) => log::debug!("accounts saved to {}", path.display()),
                 Err(e) => log::error!("cannot save the accounts to {}: {e}", path.display()),
             }
+        }
+        if stop {
+            return;
         }
     }
 }

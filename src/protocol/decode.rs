@@ -65,6 +65,30 @@ pub fn frame(buf: &[u8], max_packet_size: usize) -> Result<Option<Frame>, Decode
     Err(DecodeError::MalformedRemainingLength)
 }
 
+/// Checks the first byte of a fixed header on its own: reserved packet types, the flags each type
+/// requires, and PUBLISH's QoS 3 and DUP with QoS 0. [`decode`] runs it too; a reader can run it as soon
+/// as the header is in, so an invalid packet is refused before its body is waited for or buffered.
+pub fn check_first_byte(first_byte: u8) -> Result<(), DecodeError> {
+    let packet_type = first_byte >> 4;
+    let flags = first_byte & 0x0F;
+    let required_flags = match packet_type {
+        0 | 15 => return Err(DecodeError::ReservedPacketType(packet_type)),
+        3 => {
+            let qos = QoS::from_u8((flags >> 1) & 0x03).ok_or(DecodeError::PublishQoS3)?;
+            if flags & 0x08 != 0 && qos == QoS::AtMostOnce {
+                return Err(DecodeError::DupWithQoS0);
+            }
+            flags
+        }
+        6 | 8 | 10 => 0b0010,
+        _ => 0b0000,
+    };
+    if flags != required_flags {
+        return Err(DecodeError::InvalidFlags { packet_type, flags });
+    }
+    Ok(())
+}
+
 /// Decodes one complete packet. `packet` holds the frame's bytes, fixed header included
 /// (`packet.len() == frame.total_len()`; bytes past `total_len()` are ignored, fewer is
 /// [`DecodeError::Truncated`]). The fixed header is taken from `frame`.
@@ -72,17 +96,9 @@ pub fn decode(frame: &Frame, packet: &[u8]) -> Result<Packet, DecodeError> {
     let body = packet
         .get(frame.header_len..frame.total_len())
         .ok_or(DecodeError::Truncated)?;
+    check_first_byte(frame.first_byte)?;
     let packet_type = frame.packet_type();
     let flags = frame.first_byte & 0x0F;
-    let required_flags = match packet_type {
-        0 | 15 => return Err(DecodeError::ReservedPacketType(packet_type)),
-        3 => flags, // PUBLISH: checked below
-        6 | 8 | 10 => 0b0010,
-        _ => 0b0000,
-    };
-    if flags != required_flags {
-        return Err(DecodeError::InvalidFlags { packet_type, flags });
-    }
     let mut r = Reader(body);
     let packet = match packet_type {
         1 => Packet::Connect(connect(&mut r)?),

@@ -36,8 +36,9 @@ use crate::protocol::{
 };
 use crate::session::{Offer, OutState, Session};
 use crate::topic::{has_wildcard, validate_filter, TopicList};
-use crate::worker::{Envelope, Handoff, Outbox, WorkerHandle};
+use crate::worker::{Envelope, Handoff, Outbox, WorkerHandle, WorkerMsg};
 use conn::{Conn, Phase, Slab};
+use crossbeam_channel::Receiver;
 
 /// Bytes read from one connection per turn before others get theirs.
 const READ_BUDGET: usize = 256 * 1024;
@@ -45,6 +46,8 @@ const READ_BUDGET: usize = 256 * 1024;
 const SCRATCH_SIZE: usize = 64 * 1024;
 /// Write buffers larger than this are released once flushed, so idle connections hold none.
 const KEEP_WBUF_CAPACITY: usize = 4096;
+/// Inbox messages taken in after one read; the rest wait for the worker's normal inbox turn.
+const EARLY_LIMIT: usize = 1024;
 
 /// Why a connection ended: logged, and decides whether the will is published.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -118,6 +121,8 @@ pub struct ShardContext {
     pub metrics: Arc<WorkerMetrics>,
     pub topic_list: Arc<TopicList>,
     pub events: EventBus,
+    /// The worker's own inbox, peeked right after each socket read (see [`Shard::take_early`]).
+    pub inbox: Receiver<WorkerMsg>,
 }
 
 pub struct Shard {
@@ -133,6 +138,10 @@ pub struct Shard {
     dirty: Vec<(usize, u32)>,
     scratch: Vec<u8>,
     next_epoch: u64,
+    /// Inbox messages taken in right after a socket read. Anything in the inbox at that moment was sent
+    /// before the bytes just read were written (e.g. the subscribe whose SUBACK made a client publish),
+    /// so the worker handles these before the envelopes those bytes produce.
+    early: Vec<WorkerMsg>,
 }
 
 impl Shard {
@@ -146,6 +155,7 @@ impl Shard {
             dirty: Vec::new(),
             scratch: vec![0; SCRATCH_SIZE],
             next_epoch: 1,
+            early: Vec::new(),
         }
     }
 
@@ -301,6 +311,10 @@ impl Shard {
     }
 
     /// Whether the next poll must not wait: reads left over or bytes queued during the last flush.
+    pub fn take_early(&mut self) -> Vec<WorkerMsg> {
+        std::mem::take(&mut self.early)
+    }
+
     pub fn has_pending_work(&self) -> bool {
         !self.ready.is_empty() || !self.dirty.is_empty()
     }
@@ -335,6 +349,8 @@ impl Shard {
                 }
                 Ok(n) => {
                     self.cx.metrics.add_bytes_in(n);
+                    self.early
+                        .extend(self.cx.inbox.try_iter().take(EARLY_LIMIT));
                     if c.rbuf.is_empty() {
                         // The common case: whole packets in the scratch buffer, no copy.
                         let used = self.parse(slot, gen, &scratch[..n], out, now);
@@ -402,13 +418,30 @@ impl Shard {
             }
             let rest = &data[pos..];
             let frame = match protocol::frame(rest, max) {
-                Ok(Some(f)) if rest.len() >= f.total_len() => f,
-                Ok(_) => return pos,
+                Ok(Some(f)) => f,
+                Ok(None) => return pos,
                 Err(e) => {
                     self.close(slot, gen, CloseReason::Protocol(e.to_string()), out);
                     return pos;
                 }
             };
+            // Decided from the fixed header alone, so garbage is refused without waiting for (and
+            // buffering) a body of up to max_packet_size that its "remaining length" announces.
+            let header_error = match protocol::check_first_byte(frame.first_byte) {
+                Err(e) => Some(e.to_string()),
+                Ok(()) if connecting && frame.packet_type() != 1 => Some(format!(
+                    "packet type {} before CONNECT [MQTT-3.1.0-1]",
+                    frame.packet_type()
+                )),
+                Ok(()) => None,
+            };
+            if let Some(why) = header_error {
+                self.close(slot, gen, CloseReason::Protocol(why), out);
+                return pos;
+            }
+            if rest.len() < frame.total_len() {
+                return pos;
+            }
             let bytes = &rest[..frame.total_len()];
             pos += frame.total_len();
             match protocol::decode(&frame, bytes) {
@@ -554,6 +587,9 @@ impl Shard {
                 password: connect.password.clone().unwrap_or_default(),
             };
             c.phase = Phase::Authenticating(Box::new(connect));
+            // The CONNECT came in time; the wait for the auth pool is bounded by its queue (0x03 when
+            // full), not by the connect timeout, which would drop the connection without a CONNACK.
+            c.deadline = None;
             if self.cx.auth.submit(job).is_err() {
                 log::warn!("{peer}: refused: the auth pool is saturated");
                 self.refuse(slot, gen, ConnectReturnCode::ServerUnavailable, out);

@@ -1,4 +1,4 @@
-//! One worker's loop turn: poll → socket events → inbox → local envelopes → timers → outbox → writes.
+//! One worker's loop turn: poll → inbox → socket events → local envelopes → timers → outbox → writes.
 
 use std::io;
 use std::sync::Arc;
@@ -31,6 +31,7 @@ impl Worker {
     pub fn run(mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
         let mut inbox_backlog = false;
+        let mut stop = false;
         loop {
             let now = Instant::now();
             let timeout = if inbox_backlog || self.shard.has_pending_work() {
@@ -47,6 +48,16 @@ impl Worker {
                 Err(e) => return Err(e),
             }
             let now = Instant::now();
+            // The inbox before the sockets: a subscribe (or unsubscribe) acknowledged to one client is in
+            // this inbox before another client can react to that acknowledgement by publishing here.
+            for _ in 0..INBOX_BUDGET {
+                let Ok(msg) = self.inbox.try_recv() else {
+                    break;
+                };
+                stop |= self.on_message(msg, now);
+                self.drain_local();
+            }
+            inbox_backlog = !self.inbox.is_empty();
             for ev in events.iter() {
                 if ev.token() == WAKER_TOKEN {
                     continue;
@@ -59,29 +70,18 @@ impl Worker {
                     &mut self.out,
                     now,
                 );
-                self.drain_local(now);
+                stop |= self.after_reads(now);
             }
-            let mut stop = false;
-            let mut handled = 0;
-            while handled < INBOX_BUDGET {
-                let Ok(msg) = self.inbox.try_recv() else {
-                    break;
-                };
-                handled += 1;
-                if let WorkerMsg::Shutdown = msg {
-                    stop = true;
-                    break;
-                }
-                self.on_message(msg, now);
-                self.drain_local(now);
-            }
-            inbox_backlog = !self.inbox.is_empty();
             self.shard.continue_reads(&mut self.out, now);
-            self.drain_local(now);
+            stop |= self.after_reads(now);
             self.shard.expire(now, &mut self.out);
-            self.drain_local(now);
+            self.drain_local();
+            // Envelopes go out before the socket writes: once a client reads a SUBACK, UNSUBACK or PUBACK,
+            // the subscribe, unsubscribe or publish it acknowledges is already queued at every partition
+            // concerned, ahead of anything the client (or a peer it tells) sends next.
+            self.out.flush(&self.peers);
             self.shard.flush_writes(&mut self.out);
-            self.drain_local(now);
+            self.drain_local();
             self.out.flush(&self.peers);
             if stop {
                 self.shard.shutdown();
@@ -90,7 +90,20 @@ impl Worker {
         }
     }
 
-    fn on_message(&mut self, msg: WorkerMsg, now: Instant) {
+    /// After socket reads: first the inbox messages the shard took in right after each read (they were
+    /// sent before those bytes were written, e.g. the subscribe whose SUBACK made a client publish), then
+    /// the envelopes the bytes produced. Returns true on `Shutdown`.
+    fn after_reads(&mut self, now: Instant) -> bool {
+        let mut stop = false;
+        for msg in self.shard.take_early() {
+            stop |= self.on_message(msg, now);
+        }
+        self.drain_local();
+        stop
+    }
+
+    /// Returns true on `Shutdown`.
+    fn on_message(&mut self, msg: WorkerMsg, now: Instant) -> bool {
         match msg {
             WorkerMsg::Accept { stream, peer } => self.shard.accept(stream, peer, now),
             WorkerMsg::Handoff(h) => self.shard.adopt(*h, &mut self.out, now),
@@ -102,10 +115,11 @@ impl Worker {
                     self.on_envelope(env);
                 }
             }
-            WorkerMsg::TopicList(list) => self.shard.set_topic_list(list),
+            
             WorkerMsg::Control(c) => self.on_control(c, now),
-            WorkerMsg::Shutdown => {}
+            WorkerMsg::Shutdown => return true,
         }
+        false
     }
 
     fn on_envelope(&mut self, env: Envelope) {
@@ -128,7 +142,7 @@ impl Worker {
 
     /// Envelopes addressed to this worker are handled in the same turn; handling one may produce more
     /// (a local publish delivering to a local subscriber), hence the loop.
-    fn drain_local(&mut self, _now: Instant) {
+    fn drain_local(&mut self) {
         while let Some(env) = self.out.local.pop_front() {
             self.on_envelope(env);
         }
@@ -137,6 +151,10 @@ impl Worker {
     fn on_control(&mut self, c: Control, now: Instant) {
         // A caller that gave up waiting has dropped its receiver; the answer is simply not needed.
         match c {
+            Control::TopicList { list, reply } => {
+                self.shard.set_topic_list(list);
+                let _ = reply.send(());
+            }
             Control::ListClients(reply) => {
                 let _ = reply.send(self.shard.list_clients(now));
             }

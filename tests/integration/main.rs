@@ -3,5 +3,17 @@
 
 mod common;
 
+mod api;
+mod auth;
+mod cli;
+mod connect;
+mod keepalive;
+mod malformed;
 mod mosquitto_clients;
+mod publish;
+mod retain;
+mod session;
 mod smoke;
+mod subscribe;
+mod topics;
+mod will;

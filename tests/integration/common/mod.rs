@@ -400,3 +400,369 @@ pub fn subscribe_packet(pid: u16, filters: &[(&str, u8)]) -> Vec<u8> {
     p.extend(body);
     p
 }
+
+/// An UNSUBSCRIBE packet.
+pub fn unsubscribe_packet(pid: u16, filters: &[&str]) -> Vec<u8> {
+    let mut body = pid.to_be_bytes().to_vec();
+    for f in filters {
+        body.extend_from_slice(&(f.len() as u16).to_be_bytes());
+        body.extend_from_slice(f.as_bytes());
+    }
+    let mut p = vec![0xA2];
+    encode_len(body.len(), &mut p);
+    p.extend(body);
+    p
+}
+
+/// A CONNECT with every field under the test's control (protocol name and level, flags, will).
+#[derive(Clone, Debug)]
+pub struct ConnectSpec<'a> {
+    pub protocol: &'a [u8],
+    pub level: u8,
+    pub client_id: &'a str,
+    pub clean: bool,
+    pub keep_alive: u16,
+    /// (topic, payload, QoS, retain)
+    pub will: Option<(&'a str, &'a [u8], u8, bool)>,
+    /// Sets the reserved bit 0 of the connect flags, which [MQTT-3.1.2-3] forbids.
+    pub reserved_flag: bool,
+}
+
+impl<'a> ConnectSpec<'a> {
+    pub fn new(client_id: &'a str) -> ConnectSpec<'a> {
+        ConnectSpec {
+            protocol: b"MQTT",
+            level: 4,
+            client_id,
+            clean: true,
+            keep_alive: 0,
+            will: None,
+            reserved_flag: false,
+        }
+    }
+
+    pub fn bytes(&self) -> Vec<u8> {
+        let mut flags = if self.clean { 0x02 } else { 0 };
+        if self.reserved_flag {
+            flags |= 0x01;
+        }
+        if let Some((_, _, qos, retain)) = self.will {
+            flags |= 0x04 | (qos << 3) | if retain { 0x20 } else { 0 };
+        }
+        let mut body = (self.protocol.len() as u16).to_be_bytes().to_vec();
+        body.extend_from_slice(self.protocol);
+        body.push(self.level);
+        body.push(flags);
+        body.extend_from_slice(&self.keep_alive.to_be_bytes());
+        body.extend_from_slice(&(self.client_id.len() as u16).to_be_bytes());
+        body.extend_from_slice(self.client_id.as_bytes());
+        if let Some((topic, payload, _, _)) = self.will {
+            body.extend_from_slice(&(topic.len() as u16).to_be_bytes());
+            body.extend_from_slice(topic.as_bytes());
+            body.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+            body.extend_from_slice(payload);
+        }
+        let mut p = vec![0x10];
+        encode_len(body.len(), &mut p);
+        p.extend(body);
+        p
+    }
+
+    /// Connects, expects CONNACK 0 and returns the connection and the session-present flag.
+    pub fn connect(&self, addr: SocketAddr) -> (Raw, bool) {
+        let mut raw = Raw::connect(addr);
+        raw.send(&self.bytes());
+        let ack = raw.read_exact(4);
+        assert_eq!(&ack[..2], &[0x20, 0x02], "CONNACK header");
+        assert_eq!(ack[3], 0, "CONNACK return code");
+        assert!(ack[2] <= 1, "CONNACK flags {:#04x}", ack[2]);
+        (raw, ack[2] == 1)
+    }
+}
+
+/// A PUBLISH as read off the wire.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RawPublish {
+    pub dup: bool,
+    pub qos: u8,
+    pub retain: bool,
+    pub topic: String,
+    pub pid: Option<u16>,
+    pub payload: Vec<u8>,
+}
+
+/// Parses a whole PUBLISH packet (as returned by [`Raw::read_packet`]); panics on anything else.
+pub fn parse_publish(p: &[u8]) -> RawPublish {
+    assert_eq!(p[0] >> 4, 3, "expected a PUBLISH, got {p:02x?}");
+    let mut i = 1;
+    while p[i] & 0x80 != 0 {
+        i += 1;
+    }
+    let body = &p[i + 1..];
+    let qos = (p[0] >> 1) & 3;
+    let tlen = u16::from_be_bytes([body[0], body[1]]) as usize;
+    let topic = String::from_utf8(body[2..2 + tlen].to_vec()).expect("UTF-8 topic");
+    let mut rest = &body[2 + tlen..];
+    let pid = (qos > 0).then(|| {
+        let id = u16::from_be_bytes([rest[0], rest[1]]);
+        rest = &rest[2..];
+        id
+    });
+    RawPublish {
+        dup: p[0] & 0x08 != 0,
+        qos,
+        retain: p[0] & 1 != 0,
+        topic,
+        pid,
+        payload: rest.to_vec(),
+    }
+}
+
+impl Raw {
+    /// Reads the next packet and parses it as a PUBLISH.
+    pub fn read_publish(&mut self) -> RawPublish {
+        let p = self.read_packet();
+        parse_publish(&p)
+    }
+
+    /// Sends SUBSCRIBE and expects the SUBACK with exactly these return codes.
+    pub fn subscribe(&mut self, pid: u16, filters: &[(&str, u8)], codes: &[u8]) {
+        self.send(&subscribe_packet(pid, filters));
+        let mut ack = vec![0x90, 2 + codes.len() as u8];
+        ack.extend_from_slice(&pid.to_be_bytes());
+        ack.extend_from_slice(codes);
+        self.expect(&ack);
+    }
+
+    /// PINGREQ → PINGRESP, proving the connection is alive and served.
+    pub fn ping(&mut self) {
+        self.send(&[0xC0, 0x00]);
+        self.expect(&[0xD0, 0x00]);
+    }
+
+    /// Writes, ignoring errors: for tests that feed bytes the broker may already have refused.
+    pub fn send_lossy(&mut self, bytes: &[u8]) {
+        let _ = self.stream.write_all(bytes);
+    }
+
+    /// Waits for the close (EOF or reset) up to `within` and returns how long it took; any bytes that
+    /// arrive first fail the test.
+    pub fn time_until_closed(&mut self, within: Duration) -> Duration {
+        let start = Instant::now();
+        self.stream.set_read_timeout(Some(within)).unwrap();
+        let mut buf = [0u8; 64];
+        match self.stream.read(&mut buf) {
+            Ok(0) => {}
+            Ok(n) => panic!("expected close, got bytes {:02x?}", &buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+            Err(e) => panic!(
+                "expected close within {within:?}, got {e} after {:?}",
+                start.elapsed()
+            ),
+        }
+        start.elapsed()
+    }
+
+    /// Expects nothing to arrive for `quiet` (the connection neither sends nor closes).
+    pub fn expect_silence(&mut self, quiet: Duration) {
+        self.stream.set_read_timeout(Some(quiet)).unwrap();
+        let mut buf = [0u8; 64];
+        match self.stream.read(&mut buf) {
+            Ok(0) => panic!("the connection was closed"),
+            Ok(n) => panic!("expected silence, got bytes {:02x?}", &buf[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => panic!("expected silence, got error {e}"),
+        }
+    }
+}
+
+// ----- placement -----------------------------------------------------------------------------------
+
+/// A client id `{prefix}-{i}` whose session lives on worker `worker` (of `workers`).
+pub fn id_on_worker(prefix: &str, worker: usize, workers: usize) -> String {
+    (0..)
+        .map(|i| format!("{prefix}-{i}"))
+        .find(|id| shardmq::message::home_of(id, workers) == worker)
+        .unwrap()
+}
+
+/// A topic `{prefix}/{i}` owned by partition `worker` (of `workers`).
+pub fn topic_in_partition(prefix: &str, worker: usize, workers: usize) -> String {
+    (0..)
+        .map(|i| format!("{prefix}/{i}"))
+        .find(|t| shardmq::message::partition_of(t, workers) == worker)
+        .unwrap()
+}
+
+// ----- rumqttc helpers -----------------------------------------------------------------------------
+
+impl TestClient {
+    /// Connects and returns the client with the CONNACK's session-present flag.
+    pub fn connect_session(opts: MqttOptions) -> (TestClient, bool) {
+        let c = TestClient::start(opts);
+        match c.next_packet() {
+            Packet::ConnAck(ack) => {
+                assert_eq!(
+                    ack.code,
+                    rumqttc::ConnectReturnCode::Success,
+                    "CONNACK {ack:?}"
+                );
+                (c, ack.session_present)
+            }
+            other => panic!("expected CONNACK, got {other:?}"),
+        }
+    }
+
+    /// The next PUBLISH, checked for topic and payload; returned for further checks.
+    pub fn expect_publish(&self, topic: &str, payload: &[u8]) -> rumqttc::Publish {
+        let p = self.next_publish();
+        assert_eq!(
+            (p.topic.as_str(), &p.payload[..]),
+            (topic, payload),
+            "unexpected PUBLISH {p:?}"
+        );
+        p
+    }
+}
+
+/// Proves the broker still serves: a fresh subscriber receives a fresh publish from a fresh publisher.
+pub fn assert_broker_serves(addr: SocketAddr, tag: &str) {
+    let sub = TestClient::connect_to(addr, &format!("{tag}-probe-sub"));
+    sub.subscribe(&format!("probe/{tag}"), QoS::AtLeastOnce);
+    let publisher = TestClient::connect_to(addr, &format!("{tag}-probe-pub"));
+    publisher.publish(&format!("probe/{tag}"), QoS::AtLeastOnce, false, "alive");
+    sub.expect_publish(&format!("probe/{tag}"), b"alive");
+}
+
+impl TestClient {
+    /// Publishes at QoS 1 or 2 and waits for the PUBACK or PUBCOMP, so the broker has taken the message.
+    pub fn publish_acked(&self, topic: &str, qos: QoS, retain: bool, payload: impl Into<Vec<u8>>) {
+        assert_ne!(qos, QoS::AtMostOnce, "QoS 0 has no acknowledgement");
+        self.publish(topic, qos, retain, payload);
+        loop {
+            match self.next_packet() {
+                Packet::PubAck(_) if qos == QoS::AtLeastOnce => return,
+                Packet::PubComp(_) if qos == QoS::ExactlyOnce => return,
+                Packet::Publish(p) => {
+                    panic!("unexpected PUBLISH while waiting for an acknowledgement: {p:?}")
+                }
+                _ => continue,
+            }
+        }
+    }
+
+    /// Unsubscribes and waits for the UNSUBACK.
+    pub fn unsubscribe(&self, filter: &str) {
+        self.client
+            .unsubscribe(filter)
+            .expect("unsubscribe request queued");
+        loop {
+            match self.next_packet() {
+                Packet::UnsubAck(_) => return,
+                Packet::Publish(p) => panic!("unexpected PUBLISH before UNSUBACK: {p:?}"),
+                _ => continue,
+            }
+        }
+    }
+}
+
+/// The broker's view of one client, if it has a session.
+pub fn client_info(handle: &BrokerHandle, id: &str) -> Option<shardmq::shard::ClientInfo> {
+    handle.clients().into_iter().find(|c| c.client_id == id)
+}
+
+/// A topic under `marker/` owned by the same partition as `topic`. A partition handles its messages in
+/// order and sends each subscriber's copies down one channel, so once a marker published after a message
+/// on `topic` has arrived, that message would have arrived before it: the marker proves absence.
+pub fn marker_for(topic: &str, workers: usize) -> String {
+    topic_in_partition(
+        "marker",
+        shardmq::message::partition_of(topic, workers),
+        workers,
+    )
+}
+
+// ----- credentials, wills and protocol levels (raw) -------------------------------------------------
+
+/// A CONNECT packet with everything optional spelled out: protocol level 3 (MQIsdp) or 4 (MQTT),
+/// credentials and a will (topic, payload, QoS, retain).
+pub struct RawConnect<'a> {
+    pub level: u8,
+    pub client_id: &'a str,
+    pub clean: bool,
+    pub keep_alive: u16,
+    pub username: Option<&'a str>,
+    pub password: Option<&'a [u8]>,
+    pub will: Option<(&'a str, &'a [u8], u8, bool)>,
+}
+
+impl<'a> RawConnect<'a> {
+    pub fn new(client_id: &'a str) -> RawConnect<'a> {
+        RawConnect {
+            level: 4,
+            client_id,
+            clean: true,
+            keep_alive: 30,
+            username: None,
+            password: None,
+            will: None,
+        }
+    }
+
+    pub fn credentials(mut self, username: &'a str, password: &'a [u8]) -> Self {
+        self.username = Some(username);
+        self.password = Some(password);
+        self
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        fn string(out: &mut Vec<u8>, s: &[u8]) {
+            out.extend_from_slice(&(s.len() as u16).to_be_bytes());
+            out.extend_from_slice(s);
+        }
+        let mut body = Vec::new();
+        string(&mut body, if self.level == 3 { b"MQIsdp" } else { b"MQTT" });
+        body.push(self.level);
+        let mut flags = if self.clean { 0x02 } else { 0 };
+        if let Some((_, _, qos, retain)) = self.will {
+            flags |= 0x04 | (qos << 3) | if retain { 0x20 } else { 0 };
+        }
+        if self.username.is_some() {
+            flags |= 0x80;
+        }
+        if self.password.is_some() {
+            flags |= 0x40;
+        }
+        body.push(flags);
+        body.extend_from_slice(&self.keep_alive.to_be_bytes());
+        string(&mut body, self.client_id.as_bytes());
+        if let Some((topic, payload, _, _)) = self.will {
+            string(&mut body, topic.as_bytes());
+            string(&mut body, payload);
+        }
+        if let Some(u) = self.username {
+            string(&mut body, u.as_bytes());
+        }
+        if let Some(p) = self.password {
+            string(&mut body, p);
+        }
+        let mut p = vec![0x10];
+        encode_len(body.len(), &mut p);
+        p.extend(body);
+        p
+    }
+
+    /// Connects, sends this CONNECT and returns the connection with the CONNACK return code (and session
+    /// present flag).
+    pub fn connect(&self, addr: SocketAddr) -> (Raw, u8, bool) {
+        let mut raw = Raw::connect(addr);
+        raw.send(&self.encode());
+        let ack = raw.read_exact(4);
+        assert_eq!(&ack[..2], &[0x20, 0x02], "CONNACK header");
+        (raw, ack[3], ack[2] == 1)
+    }
+}
