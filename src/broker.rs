@@ -325,7 +325,10 @@ impl BrokerHandle {
         let list = Arc::new(list);
         *guard = list.clone();
         // Waits until every worker has it: a SUBSCRIBE or PUBLISH sent after this returns meets the new list.
-        ask_all(&self.shared.peers, |reply| Control::TopicList { list: list.clone(), reply });
+        ask_all(&self.shared.peers, |reply| Control::TopicList {
+            list: list.clone(),
+            reply,
+        });
         // Sent under the lock, so the persist thread sees the snapshots in order.
         let _ = self
             .shared

@@ -118,7 +118,10 @@ enum BusMsg {
         backlog: Sender<Vec<Arc<Event>>>,
         live: Sender<Arc<Event>>,
     },
-    Since { since: u64, reply: Sender<Vec<Arc<Event>>> },
+    Since {
+        since: u64,
+        reply: Sender<Vec<Arc<Event>>>,
+    },
     /// Explicit, because API handles that outlive the broker hold senders too.
     Stop,
 }
@@ -188,7 +191,13 @@ impl EventThread {
         let thread = std::thread::Builder::new()
             .name("events".into())
             .spawn(move || run(rx))?;
-        Ok((EventBus { tx: tx.clone(), lost: Arc::default() }, EventThread { tx, thread }))
+        Ok((
+            EventBus {
+                tx: tx.clone(),
+                lost: Arc::default(),
+            },
+            EventThread { tx, thread },
+        ))
     }
 
     /// Stops the thread; watchers see their feed end.

@@ -106,8 +106,12 @@ impl Partition {
         out: &mut Outbox,
     ) {
         let home = home_of(&client, self.workers);
-        self.subs
+        let replaced = self
+            .subs
             .insert(filter, client.clone(), Sub { qos, epoch, home });
+        if replaced.is_none() && has_wildcard(filter) {
+            self.wildcard_subs += 1;
+        }
         self.retained.for_each_match(filter, |_, msg| {
             let d = Delivery {
                 client: client.clone(),

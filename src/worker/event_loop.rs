@@ -115,7 +115,7 @@ impl Worker {
                     self.on_envelope(env);
                 }
             }
-            
+
             WorkerMsg::Control(c) => self.on_control(c, now),
             WorkerMsg::Shutdown => return true,
         }

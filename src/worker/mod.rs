@@ -37,7 +37,7 @@ pub enum WorkerMsg {
     AuthDone { conn: ConnRef, verdict: Verdict },
     /// worker → worker: the envelopes of one loop turn.
     Batch(Vec<Envelope>),
-    
+
     /// broker handle (admin API) → worker: a query or a command, answered on the enclosed channel.
     Control(Control),
     /// broker → every worker: close every connection and stop.
@@ -77,7 +77,10 @@ pub enum Control {
     ListClients(Sender<Vec<crate::shard::ClientInfo>>),
     /// The topic list changed (created or deleted at run time); acknowledged once in force, so the
     /// change applies to every packet sent after the API call returns.
-    TopicList { list: Arc<TopicList>, reply: Sender<()> },
+    TopicList {
+        list: Arc<TopicList>,
+        reply: Sender<()>,
+    },
     Disconnect {
         client_id: String,
         discard_session: bool,
