@@ -220,6 +220,11 @@ fn start_mosquitto(setup: &Setup<'_>, auth: Option<&Accounts>) -> Result<Broker,
             ));
         }
     }
+    // Debugging aid, e.g. VS_MOSQUITTO_CONF_EXTRA='log_type all' (with VS_MOSQUITTO_KEEP=1 to keep the log).
+    if let Ok(extra) = std::env::var("VS_MOSQUITTO_CONF_EXTRA") {
+        config.push_str(&extra.replace("\\n", "\n"));
+        config.push('\n');
+    }
     let path = setup.workdir.join("mosquitto.conf");
     std::fs::write(&path, config).map_err(|e| format!("{}: {e}", path.display()))?;
     let log = setup.workdir.join("mosquitto.log");

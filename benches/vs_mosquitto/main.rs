@@ -7,7 +7,8 @@
 //!
 //! Flags after `--`: `--scenario NAME` (repeatable; a prefix selects several, e.g. `pairs`),
 //! `--runs N` (3), `--duration SECS` (10, measured after a 2 s warm-up), `--warmup SECS`,
-//! `--threads N` (shardmq worker threads, 2), `--gen-threads N` (generator threads: half the cores,
+//! `--threads N` (shardmq worker threads, 2), `--broker shardmq|mosquitto` (one broker only),
+//! `--gen-threads N` (generator threads: half the cores,
 //! 1 to 4), `--quick` (duration 2 s, 1 run), `--no-mosquitto`, `--json PATH`
 //! (`target/bench/vs_mosquitto.json`), `--list`.
 //!
@@ -37,11 +38,13 @@ struct Args {
     opts: Opts,
     json: Option<PathBuf>,
     no_mosquitto: bool,
+    /// `--broker mosquitto`: Mosquitto alone.
+    only_mosquitto: bool,
     list: bool,
 }
 
 const USAGE: &str = "usage: cargo bench --bench vs_mosquitto -- [--scenario NAME]... [--runs N] \
-[--duration SECS] [--warmup SECS] [--threads N] [--gen-threads N] [--quick] [--no-mosquitto] \
+[--duration SECS] [--warmup SECS] [--threads N] [--broker shardmq|mosquitto] [--gen-threads N] [--quick] [--no-mosquitto] \
 [--json PATH] [--list]";
 
 fn parse_args() -> Result<Option<Args>, String> {
@@ -56,6 +59,7 @@ fn parse_args() -> Result<Option<Args>, String> {
         },
         json: None,
         no_mosquitto: false,
+        only_mosquitto: false,
         list: false,
     };
     let mut bench = false;
@@ -84,6 +88,15 @@ fn parse_args() -> Result<Option<Args>, String> {
             "--gen-threads" => a.opts.gen_threads = value::<usize>(&arg, it.next())?.max(1),
             "--quick" => quick = true,
             "--no-mosquitto" => a.no_mosquitto = true,
+            "--broker" => match value::<String>(&arg, it.next())?.as_str() {
+                "shardmq" => a.no_mosquitto = true,
+                "mosquitto" => a.only_mosquitto = true,
+                other => {
+                    return Err(format!(
+                        "--broker: `{other}` is neither shardmq nor mosquitto"
+                    ))
+                }
+            },
             "--json" => a.json = Some(PathBuf::from(value::<String>(&arg, it.next())?)),
             "--list" => a.list = true,
             "-h" | "--help" => {
@@ -99,6 +112,9 @@ fn parse_args() -> Result<Option<Args>, String> {
             "vs_mosquitto: a load test; run it with `cargo bench --bench vs_mosquitto` (skipped)"
         );
         return Ok(None);
+    }
+    if a.only_mosquitto && a.no_mosquitto {
+        return Err("--broker mosquitto with --broker shardmq or --no-mosquitto".into());
     }
     if quick {
         a.opts.runs = 1;
@@ -258,7 +274,14 @@ fn run(args: &Args, selected: Vec<Scenario>) -> Result<(), String> {
         notes,
         nofile,
     );
-    let _ = std::fs::remove_dir_all(&workdir);
+    if std::env::var_os("VS_MOSQUITTO_KEEP").is_some() {
+        eprintln!(
+            "vs_mosquitto: configs and broker logs kept in {}",
+            workdir.display()
+        );
+    } else {
+        let _ = std::fs::remove_dir_all(&workdir);
+    }
     let (text, json) = result?;
     println!("\n{text}");
     let path = args
@@ -305,6 +328,12 @@ fn run_all(
     let mut brokers = vec![Kind::Shardmq];
     if mosquitto_bin.is_some() {
         brokers.push(Kind::Mosquitto);
+    }
+    if args.only_mosquitto {
+        brokers.retain(|&b| b == Kind::Mosquitto);
+        if brokers.is_empty() {
+            return Err("--broker mosquitto: Mosquitto is not installed".into());
+        }
     }
     let total = selected.len() * opts.runs * brokers.len();
     eprintln!(

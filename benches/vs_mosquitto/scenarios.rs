@@ -20,6 +20,8 @@ pub const WINDOW: usize = 64;
 pub const CONNECT_WINDOW: usize = 128;
 pub const LOGIN_USERS: usize = 16;
 pub const LOGIN_CONCURRENCY: usize = 32;
+/// A broker growing past this is stopped (and the run FAILED) to protect the machine.
+const RSS_CAP_KIB: u64 = 4 << 20;
 
 #[derive(Clone, Debug)]
 pub enum Kind {
@@ -299,6 +301,13 @@ impl Run {
             self.broker.check_alive()?;
             if let Some(r) = self.broker.rss_kib() {
                 self.peak_rss = self.peak_rss.max(r);
+                if r > RSS_CAP_KIB {
+                    return Err(format!(
+                        "broker RSS reached {} MiB (the bench stops at {} MiB)",
+                        r / 1024,
+                        RSS_CAP_KIB / 1024
+                    ));
+                }
             }
             if self.shared.errors.load(Ordering::Relaxed) > self.errors_seen {
                 return Err("connection error".into());
@@ -400,7 +409,9 @@ fn execute(
     let plan = plan(&scn.kind, accounts);
     let n = plan.roles.len();
     let connect_limit = Duration::from_secs(10) + Duration::from_millis(n as u64);
-    let drain_limit = Duration::from_secs(20);
+    // QoS 0 messages not delivered 5 s after the publishers stop count as lost; acknowledged QoS 1/2
+    // messages get 20 s.
+    let drain_limit = Duration::from_secs(if plan.qos == 0 { 5 } else { 20 });
     let shared = Arc::new(Shared::new(
         connect_limit + opts.warmup + opts.duration + drain_limit + Duration::from_secs(5),
     ));
@@ -408,7 +419,7 @@ fn execute(
     let cfg = Arc::new(gen::Config {
         addr: broker.addr,
         connect_window: (CONNECT_WINDOW / g).max(1),
-        client_prefix: format!("bench{}r{run}", std::process::id()),
+        client_prefix: format!("bench-r{run}"),
         sample_latency: matches!(scn.kind, Kind::Latency { .. }),
     });
     let rss_before = broker.rss_kib().unwrap_or(0);
@@ -524,7 +535,14 @@ fn execute(
         return Err(format!("{e} while measuring: {}", first_error(&mut r)));
     }
     let b = snap(&shared, &r.broker);
-    res.info.push(("gen CPU %", cpu_pct(&a, &b, |x| x.gen_cpu)));
+    let gen_cpu = cpu_pct(&a, &b, |x| x.gen_cpu);
+    if gen_cpu > 85.0 * opts.gen_threads as f64 {
+        eprintln!(
+            "    warning: the generator used {gen_cpu:.0}% CPU with {} thread(s): it may be the bottleneck (try --gen-threads)",
+            opts.gen_threads
+        );
+    }
+    res.info.push(("gen CPU %", gen_cpu));
     res.info
         .push(("broker CPU %", cpu_pct(&a, &b, |x| x.broker_cpu)));
 
@@ -568,6 +586,7 @@ fn execute(
     };
     let mut last_count = 0;
     let mut last_change = Instant::now();
+    let drain_start = Instant::now();
     let drained = match r.watch(
         drain_limit,
         |s| {
@@ -589,6 +608,13 @@ fn execute(
         Ok(d) => d,
         Err(e) => return Err(format!("{e} while draining: {}", first_error(&mut r))),
     };
+    res.info
+        .push(("drain s", drain_start.elapsed().as_secs_f64()));
+    let undelivered = expected.saturating_sub(shared.received.load(Ordering::Relaxed));
+    if undelivered > 0 {
+        res.info
+            .push(("undelivered after drain", undelivered as f64));
+    }
     let outs = r.stop();
     let v = verify(&plan, &outs);
     let published = b.sent - a.sent;
@@ -703,7 +729,7 @@ impl Verdict {
         }
         if self.lost_acked > 0 {
             return Some(format!(
-                "lost {} acknowledged QoS {qos} messages of {} expected",
+                "{} acknowledged QoS {qos} messages never delivered (of {} expected)",
                 self.lost_acked, self.expected
             ));
         }
