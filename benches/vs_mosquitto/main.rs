@@ -237,7 +237,11 @@ fn run(args: &Args, selected: Vec<Scenario>) -> Result<(), String> {
         ),
     ];
     if mosquitto_bin.is_none() {
-        eprintln!("vs_mosquitto: Mosquitto not found (apt-get install -y mosquitto): shardmq only");
+        if !args.no_mosquitto {
+            eprintln!(
+                "vs_mosquitto: Mosquitto not found (apt-get install -y mosquitto): shardmq only"
+            );
+        }
         notes.push("Mosquitto not run".into());
     }
     if selected
