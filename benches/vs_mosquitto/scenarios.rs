@@ -331,7 +331,12 @@ impl Run {
         self.shared.set_phase(PH_EXIT);
         self.threads
             .drain(..)
-            .map(|t| t.join().unwrap_or_default())
+            .map(|t| {
+                t.join().unwrap_or_else(|_| gen::ThreadOut {
+                    errors: vec!["a generator thread panicked".into()],
+                    ..Default::default()
+                })
+            })
             .collect()
     }
 }
