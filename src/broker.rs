@@ -389,7 +389,7 @@ impl BrokerHandle {
             time: SystemTime::now(),
         };
         let owner = &self.shared.peers[partition_of(topic, self.workers())];
-        if owner.send(WorkerMsg::Batch(vec![Envelope::Publish(Arc::new(msg))])) {
+        if owner.send_batch(vec![Envelope::Publish(Arc::new(msg))]) {
             Ok(())
         } else {
             Err("the broker is stopping".into())

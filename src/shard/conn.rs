@@ -43,6 +43,8 @@ pub struct Conn {
     pub dirty: bool,
     /// Already in the shard's ready-to-read list.
     pub in_ready: bool,
+    /// Has sent a PUBLISH: reading it pauses while the broker is backlogged.
+    pub publisher: bool,
     pub keep_alive: u16,
     /// When the connection is closed unless a packet arrives: 1.5 × keep alive after the last packet
     /// [MQTT-3.1.2-24], or the CONNECT timeout before CONNECT. `None`: keep alive 0.
@@ -72,6 +74,7 @@ impl Conn {
             write_interest: false,
             dirty: false,
             in_ready: false,
+            publisher: false,
             keep_alive: 0,
             deadline: Some(connect_deadline),
             timer_at: None,

@@ -41,7 +41,12 @@ use conn::{Conn, Phase, Slab};
 use crossbeam_channel::Receiver;
 
 /// Bytes read from one connection per turn before others get theirs.
-const READ_BUDGET: usize = 256 * 1024;
+const READ_BUDGET: usize = 64 * 1024;
+/// Envelope cost one loop turn may produce before publishers wait for the next turn (bounds the
+/// overshoot past the inbox high-water mark when one publish fans out to thousands).
+const TURN_OUTPUT_BUDGET: usize = 4 << 20;
+/// A subscriber's pending bytes beyond which it is written at once instead of at the end of the turn.
+const EARLY_FLUSH: usize = 64 * 1024;
 /// The worker's shared read buffer.
 const SCRATCH_SIZE: usize = 64 * 1024;
 /// Write buffers larger than this are released once flushed, so idle connections hold none.
@@ -142,6 +147,10 @@ pub struct Shard {
     /// before the bytes just read were written (e.g. the subscribe whose SUBACK made a client publish),
     /// so the worker handles these before the envelopes those bytes produce.
     early: Vec<WorkerMsg>,
+    /// Set by the worker while some worker's inbox is over its high-water mark: connections that
+    /// publish are not read (their TCP windows fill and their clients slow down) until it drains.
+    /// Connections that only subscribe, acknowledge and ping are still read, so the backlog drains.
+    throttled: bool,
 }
 
 impl Shard {
@@ -156,6 +165,7 @@ impl Shard {
             scratch: vec![0; SCRATCH_SIZE],
             next_epoch: 1,
             early: Vec::new(),
+            throttled: false,
         }
     }
 
@@ -316,7 +326,27 @@ impl Shard {
     }
 
     pub fn has_pending_work(&self) -> bool {
-        !self.ready.is_empty() || !self.dirty.is_empty()
+        !self.dirty.is_empty() || (!self.ready.is_empty() && !self.throttled)
+    }
+
+    pub fn throttled(&self) -> bool {
+        self.throttled
+    }
+
+    /// Connections wait to be read only because of throttling.
+    pub fn has_throttled_reads(&self) -> bool {
+        self.throttled && !self.ready.is_empty()
+    }
+
+    pub fn set_throttled(&mut self, throttled: bool) {
+        if throttled != self.throttled {
+            log::debug!(
+                "worker {}: reading from publishers {}",
+                self.cx.me,
+                if throttled { "paused" } else { "resumed" }
+            );
+        }
+        self.throttled = throttled;
     }
 
     pub fn shutdown(&mut self) {
@@ -340,6 +370,10 @@ impl Shard {
         while let Some(c) = self.conns.get_mut(slot, gen) {
             if !matches!(c.phase, Phase::AwaitConnect | Phase::Connected(_)) {
                 // Paused while credentials are checked; `auth_done` resumes reading.
+                break;
+            }
+            if c.publisher && (self.throttled || out.cost() > TURN_OUTPUT_BUDGET) {
+                self.mark_ready(slot, gen);
                 break;
             }
             match c.stream.read(&mut scratch) {
@@ -915,6 +949,9 @@ impl Shard {
         p: Publish,
         out: &mut Outbox,
     ) {
+        if let Some(c) = self.conns.get_mut(slot, gen) {
+            c.publisher = true;
+        }
         let pid = p.pkid;
         if let (QoS::ExactlyOnce, Some(pid)) = (p.qos, pid) {
             let first = self
@@ -1051,7 +1088,7 @@ impl Shard {
     }
 
     /// A message from a partition for a session of this shard.
-    pub fn deliver(&mut self, d: Delivery, _out: &mut Outbox) {
+    pub fn deliver(&mut self, d: Delivery, out: &mut Outbox) {
         let limits = &self.cx.settings.limits;
         let Some(session) = self.sessions.get_mut(&d.client) else {
             return;
@@ -1093,6 +1130,12 @@ impl Shard {
                         pid,
                     );
                     self.cx.metrics.message_out();
+                    if c.wbuf.len() >= EARLY_FLUSH {
+                        // A burst for one subscriber: write now rather than hold it all until the end
+                        // of the turn (and drop QoS 0 messages at max_write_buffer meanwhile).
+                        let (slot, gen) = (*slot, *gen);
+                        self.flush_conn(slot, gen, out);
+                    }
                 }
             }
             Offer::Queued => {}

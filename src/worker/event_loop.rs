@@ -16,6 +16,11 @@ pub const WAKER_TOKEN: Token = Token(usize::MAX);
 
 /// Inbox messages handled per turn before sockets get their turn again (fairness between the two).
 const INBOX_BUDGET: usize = 1024;
+/// Inbox backlog (in [`super::Envelope::cost`] units, roughly bytes) above which workers stop reading
+/// from publishing clients, and below which they resume. It bounds the memory held in inboxes.
+const BACKLOG_HIGH: usize = 8 << 20;
+const BACKLOG_LOW: usize = 2 << 20;
+const THROTTLE_RECHECK: Duration = Duration::from_millis(1);
 
 pub struct Worker {
     pub(crate) me: usize,
@@ -36,6 +41,9 @@ impl Worker {
             let now = Instant::now();
             let timeout = if inbox_backlog || self.shard.has_pending_work() {
                 Some(Duration::ZERO)
+            } else if self.shard.has_throttled_reads() {
+                // Look again soon: the backlog drains on other threads too, which do not wake us.
+                Some(THROTTLE_RECHECK)
             } else {
                 // Round up so a deadline is never checked a hair early and the loop spun.
                 self.shard
@@ -58,6 +66,7 @@ impl Worker {
                 self.drain_local();
             }
             inbox_backlog = !self.inbox.is_empty();
+            self.shard.set_throttled(self.congested());
             for ev in events.iter() {
                 if ev.token() == WAKER_TOKEN {
                     continue;
@@ -90,6 +99,16 @@ impl Worker {
         }
     }
 
+    /// Whether any worker's inbox is backlogged (with hysteresis, so reading does not flap).
+    fn congested(&self) -> bool {
+        let limit = if self.shard.throttled() {
+            BACKLOG_LOW
+        } else {
+            BACKLOG_HIGH
+        };
+        self.peers.iter().any(|p| p.backlog() > limit)
+    }
+
     /// After socket reads: first the inbox messages the shard took in right after each read (they were
     /// sent before those bytes were written, e.g. the subscribe whose SUBACK made a client publish), then
     /// the envelopes the bytes produced. Returns true on `Shutdown`.
@@ -110,10 +129,11 @@ impl Worker {
             WorkerMsg::AuthDone { conn, verdict } => {
                 self.shard.auth_done(conn, verdict, &mut self.out, now)
             }
-            WorkerMsg::Batch(batch) => {
-                for env in batch {
+            WorkerMsg::Batch { envelopes, cost } => {
+                for env in envelopes {
                     self.on_envelope(env);
                 }
+                self.peers[self.me].handled(cost);
             }
 
             WorkerMsg::Control(c) => self.on_control(c, now),

@@ -12,6 +12,7 @@ pub use event_loop::{Worker, WAKER_TOKEN};
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crossbeam_channel::Sender;
@@ -35,8 +36,11 @@ pub enum WorkerMsg {
     Handoff(Box<Handoff>),
     /// auth pool → the worker that asked: the bcrypt verdict for a pending CONNECT.
     AuthDone { conn: ConnRef, verdict: Verdict },
-    /// worker → worker: the envelopes of one loop turn.
-    Batch(Vec<Envelope>),
+    /// worker → worker: the envelopes of one loop turn, with their [`Envelope::cost`] summed.
+    Batch {
+        envelopes: Vec<Envelope>,
+        cost: usize,
+    },
 
     /// broker handle (admin API) → worker: a query or a command, answered on the enclosed channel.
     Control(Control),
@@ -60,6 +64,18 @@ pub enum Envelope {
     Unsubscribe { client: ClientId, filter: Arc<str> },
     /// partition → the subscriber's home shard.
     Deliver(Delivery),
+}
+
+impl Envelope {
+    /// What an envelope weighs in a worker's inbox, for backpressure: a fixed overhead, plus the payload
+    /// of a PUBLISH (a delivery shares its payload with the retained store and the other deliveries).
+    pub fn cost(&self) -> usize {
+        const OVERHEAD: usize = 64;
+        match self {
+            Envelope::Publish(m) => OVERHEAD + m.payload.len() + m.topic.len(),
+            _ => OVERHEAD,
+        }
+    }
 }
 
 /// A connection moving to the worker that owns its client id's session.
@@ -108,11 +124,42 @@ pub enum Control {
 pub struct WorkerHandle {
     tx: Sender<WorkerMsg>,
     waker: Arc<Waker>,
+    /// Total cost of the envelopes waiting in this worker's inbox: added by senders, subtracted by the
+    /// worker once handled. Other workers stop reading from publishing clients while it is high.
+    backlog: Arc<AtomicUsize>,
 }
 
 impl WorkerHandle {
     pub fn new(tx: Sender<WorkerMsg>, waker: Arc<Waker>) -> WorkerHandle {
-        WorkerHandle { tx, waker }
+        WorkerHandle {
+            tx,
+            waker,
+            backlog: Arc::default(),
+        }
+    }
+
+    /// Sends envelopes as one batch, accounting their cost, and wakes.
+    pub fn send_batch(&self, envelopes: Vec<Envelope>) -> bool {
+        self.send_batch_quiet(envelopes) && self.waker.wake().is_ok()
+    }
+
+    fn send_batch_quiet(&self, envelopes: Vec<Envelope>) -> bool {
+        let cost = envelopes.iter().map(Envelope::cost).sum();
+        self.backlog.fetch_add(cost, Ordering::Relaxed);
+        if self.tx.send(WorkerMsg::Batch { envelopes, cost }).is_err() {
+            self.backlog.fetch_sub(cost, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
+    /// Called by the worker itself once it has handled a batch.
+    pub(crate) fn handled(&self, cost: usize) {
+        self.backlog.fetch_sub(cost, Ordering::Relaxed);
+    }
+
+    pub fn backlog(&self) -> usize {
+        self.backlog.load(Ordering::Relaxed)
     }
 
     /// Sends and wakes. Returns false when the worker has stopped.
@@ -121,11 +168,6 @@ impl WorkerHandle {
             return false;
         }
         self.waker.wake().is_ok()
-    }
-
-    /// Sends without waking; the caller wakes once after a burst ([`Outbox::flush`]).
-    fn send_quiet(&self, msg: WorkerMsg) -> bool {
-        self.tx.send(msg).is_ok()
     }
 
     fn wake(&self) {
@@ -147,6 +189,7 @@ pub struct Outbox {
     handoffs: Vec<(usize, Box<Handoff>)>,
     /// Envelopes for this worker's own partition or shard: handled in the same turn, no channel.
     pub(crate) local: VecDeque<Envelope>,
+    cost: usize,
 }
 
 impl Outbox {
@@ -156,15 +199,23 @@ impl Outbox {
             remote: (0..workers).map(|_| Vec::new()).collect(),
             handoffs: Vec::new(),
             local: VecDeque::new(),
+            cost: 0,
         }
     }
 
     pub fn push(&mut self, dest: usize, env: Envelope) {
+        self.cost += env.cost();
         if dest == self.me {
             self.local.push_back(env);
         } else {
             self.remote[dest].push(env);
         }
+    }
+
+    /// Cost of the envelopes produced since the last [`Outbox::flush`]: a worker stops reading from
+    /// publishers for the rest of a turn once one turn has produced a lot (a fan-out to thousands).
+    pub fn cost(&self) -> usize {
+        self.cost
     }
 
     /// Pushes to every worker (a wildcard subscription lives in every partition).
@@ -180,6 +231,7 @@ impl Outbox {
 
     /// Sends each destination's batch and wakes each destination once.
     pub fn flush(&mut self, peers: &[WorkerHandle]) {
+        self.cost = 0;
         for (dest, h) in self.handoffs.drain(..) {
             if !peers[dest].send(WorkerMsg::Handoff(h)) {
                 log::warn!("worker {dest} has stopped; a handed-off connection is dropped");
@@ -190,7 +242,7 @@ impl Outbox {
                 continue;
             }
             let batch = std::mem::take(batch);
-            if peers[dest].send_quiet(WorkerMsg::Batch(batch)) {
+            if peers[dest].send_batch_quiet(batch) {
                 peers[dest].wake();
             }
         }
