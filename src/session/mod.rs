@@ -7,7 +7,7 @@
 //! counted in `dropped` (the policy Mosquitto also follows); QoS 0 messages are never queued for an offline
 //! client.
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::num::NonZeroU16;
 use std::sync::Arc;
 
@@ -63,7 +63,7 @@ pub struct Session {
     queue: VecDeque<Queued>,
     /// QoS 2 packet ids received (PUBREC sent) whose PUBREL has not arrived: a resend with DUP is not
     /// routed again, so subscribers get the message exactly once.
-    incoming_qos2: HashSet<u16>,
+    incoming_qos2: Vec<u16>,
     next_pid: u16,
     /// Messages dropped because the queue was full.
     pub dropped: u64,
@@ -80,7 +80,7 @@ impl Session {
             username: None,
             inflight: VecDeque::new(),
             queue: VecDeque::new(),
-            incoming_qos2: HashSet::new(),
+            incoming_qos2: Vec::new(),
             next_pid: 0,
             dropped: 0,
         }
@@ -201,12 +201,17 @@ impl Session {
     /// An incoming QoS 2 PUBLISH: true if it is new and must be routed; false for a resend of one
     /// already received (answered with PUBREC, not routed again).
     pub fn receive_qos2(&mut self, pid: PacketId) -> bool {
-        self.incoming_qos2.insert(pid.get())
+        // A handful at a time in practice (bounded by the client's own window), so a Vec beats a set.
+        if self.incoming_qos2.contains(&pid.get()) {
+            return false;
+        }
+        self.incoming_qos2.push(pid.get());
+        true
     }
 
     /// PUBREL: forgets the packet id (PUBCOMP is sent either way [MQTT-4.3.3-2]).
     pub fn release_qos2(&mut self, pid: PacketId) {
-        self.incoming_qos2.remove(&pid.get());
+        self.incoming_qos2.retain(|&p| p != pid.get());
     }
 }
 

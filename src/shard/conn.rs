@@ -55,7 +55,6 @@ pub struct Conn {
     pub connected_at: SystemTime,
     pub will: Option<LastWill>,
     pub level: Option<ProtocolLevel>,
-    pub username: Option<String>,
 }
 
 impl Conn {
@@ -82,7 +81,6 @@ impl Conn {
             connected_at: SystemTime::now(),
             will: None,
             level: None,
-            username: None,
         }
     }
 }

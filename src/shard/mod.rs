@@ -605,7 +605,7 @@ impl Shard {
         };
         let peer = c.peer;
         c.level = Some(connect.level);
-        c.username = connect.username.clone();
+
         let accounts = !self.cx.users.read().is_empty();
         let needs_check =
             connect.username.is_some() && (accounts || !self.cx.settings.allow_anonymous);
@@ -746,7 +746,6 @@ impl Shard {
         session.username = connect.username.clone();
         c.phase = Phase::Connected(client.clone());
         c.level = Some(connect.level);
-        c.username = connect.username;
         c.keep_alive = connect.keep_alive;
         c.will = connect.will;
         c.last_packet = now;
@@ -758,12 +757,12 @@ impl Shard {
             if connect.level == protocol::ProtocolLevel::V31 { "3.1" } else { "3.1.1" },
             connect.keep_alive,
             connect.clean_session,
-            c.username.as_deref().map(|u| format!(", user {u}")).unwrap_or_default()
+            connect.username.as_deref().map(|u| format!(", user {u}")).unwrap_or_default()
         );
         self.cx.events.emit(EventKind::Connected {
             client_id: client.to_string(),
             peer: c.peer,
-            username: c.username.clone(),
+            username: connect.username,
             clean_session: connect.clean_session,
         });
         queue_packet(
@@ -1215,7 +1214,8 @@ impl Shard {
         }
         c.wbuf.drain(..written);
         let pending = !c.wbuf.is_empty();
-        if !pending && c.wbuf.capacity() > KEEP_WBUF_CAPACITY {
+        if !pending && (c.wbuf.capacity() > KEEP_WBUF_CAPACITY || !c.publisher) {
+            // Idle connections hold no write buffer; a busy publisher keeps a small one for its acks.
             c.wbuf = Vec::new();
         }
         if pending != c.write_interest {
