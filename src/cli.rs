@@ -23,6 +23,9 @@ pub struct Cli {
     /// off, error, warn, info, debug or trace (overrides `log_level`).
     #[arg(long, value_name = "LEVEL")]
     pub log_level: Option<String>,
+    /// The admin console's address, e.g. 127.0.0.1:8080 (overrides `admin.listen`; enables it).
+    #[arg(long, value_name = "ADDR")]
+    pub admin: Option<String>,
     #[command(subcommand)]
     pub command: Option<Command>,
 }

@@ -27,6 +27,7 @@ pub const DEFAULT_CONNECT_TIMEOUT_SECS: u64 = 10;
 pub const DEFAULT_HISTORY_LEN: usize = 10;
 pub const DEFAULT_RECENT_TOPICS: usize = 20;
 pub const DEFAULT_MAX_HISTORY_TOPICS: usize = 10_000;
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:8080";
 
 /// `config.ron` as written. Field docs live in the bundled config.ron and the README.
 #[derive(Debug, Deserialize)]
@@ -45,6 +46,28 @@ pub struct RawConfig {
     pub topics: RawTopics,
     #[serde(default)]
     pub limits: RawLimits,
+    #[serde(default)]
+    pub admin: RawAdmin,
+}
+
+/// The browser admin console (`src/admin_http`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawAdmin {
+    pub enabled: bool,
+    pub listen: String,
+    /// Admin accounts (not MQTT accounts): (username, bcrypt hash).
+    pub users: Vec<RawUser>,
+}
+
+impl Default for RawAdmin {
+    fn default() -> Self {
+        RawAdmin {
+            enabled: true,
+            listen: DEFAULT_ADMIN_LISTEN.to_string(),
+            users: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -152,6 +175,25 @@ impl Limits {
     }
 }
 
+/// The admin console's validated settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AdminSettings {
+    pub enabled: bool,
+    pub listen: SocketAddr,
+    /// username → bcrypt hash. Empty: a one-time password is generated for `admin` at start.
+    pub users: Vec<(String, String)>,
+}
+
+impl Default for AdminSettings {
+    fn default() -> Self {
+        AdminSettings {
+            enabled: true,
+            listen: DEFAULT_ADMIN_LISTEN.parse().expect("constant address"),
+            users: Vec::new(),
+        }
+    }
+}
+
 /// The validated configuration every component is built from.
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -173,6 +215,7 @@ pub struct Settings {
     /// Where topic-list changes made at run time are saved; loaded instead of `topics.list` when present.
     pub topics_state_file: Option<PathBuf>,
     pub limits: Limits,
+    pub admin: AdminSettings,
 }
 
 impl Default for Settings {
@@ -190,6 +233,7 @@ impl Default for Settings {
             topics: TopicList::default(),
             topics_state_file: None,
             limits: Limits::default(),
+            admin: AdminSettings::default(),
         }
     }
 }
@@ -235,6 +279,8 @@ pub struct Overrides {
     pub threads: Option<usize>,
     pub listen: Option<String>,
     pub log_level: Option<String>,
+    /// `--admin ADDR`: the admin console's address.
+    pub admin: Option<String>,
 }
 
 impl Settings {
@@ -394,6 +440,45 @@ impl Settings {
             field_err("list", format!("topic `{entry}` is invalid: {why}"))
         })?;
 
+        let admin_listen = match &ov.admin {
+            Some(s) => s
+                .parse()
+                .map_err(|e| flag_err("--admin", format!("`{s}` is not an address: {e}")))?,
+            None => raw.admin.listen.parse().map_err(|e| {
+                // `listen` appears twice in the file; point at the one inside `admin: (`.
+                let mut err = field_err(
+                    "listen",
+                    format!(
+                        "admin: `{}` is not an address like 127.0.0.1:8080: {e}",
+                        raw.admin.listen
+                    ),
+                );
+                err.line = line_after(text, "admin", "listen").or(err.line);
+                err
+            })?,
+        };
+        let mut admin_users: Vec<(String, String)> = Vec::new();
+        for u in &raw.admin.users {
+            let line = line_after(text, "admin", "users");
+            let err = |message: String| ConfigError {
+                file: None,
+                line,
+                field: Some("admin.users".to_string()),
+                message,
+            };
+            passwd::valid_username(&u.username).map_err(&err)?;
+            if !passwd::looks_like_bcrypt(&u.password_hash) {
+                return Err(err(format!(
+                    "the hash of admin `{}` is not a bcrypt hash ($2b$...); make one with `shardmq passwd`",
+                    u.username
+                )));
+            }
+            if admin_users.iter().any(|(n, _)| *n == u.username) {
+                return Err(err(format!("admin `{}` is listed twice", u.username)));
+            }
+            admin_users.push((u.username.clone(), u.password_hash.clone()));
+        }
+
         Ok(Settings {
             listen,
             threads,
@@ -407,6 +492,11 @@ impl Settings {
             password_file,
             config_users,
             limits: Limits::from_raw(l),
+            admin: AdminSettings {
+                enabled: raw.admin.enabled || ov.admin.is_some(),
+                listen: admin_listen,
+                users: admin_users,
+            },
         })
     }
 }
@@ -429,6 +519,14 @@ fn line_of(text: &str, field: &str) -> Option<usize> {
                     .is_some_and(|rest| rest.trim_start().starts_with(':'))
         })
         .map(|i| i + 1)
+}
+
+/// The line of the first `field:` after the line where `section:` appears (for fields whose name is
+/// used in several sections).
+fn line_after(text: &str, section: &str, field: &str) -> Option<usize> {
+    let start = line_of(text, section)?;
+    let rest: String = text.lines().skip(start - 1).collect::<Vec<_>>().join("\n");
+    line_of(&rest, field).map(|l| l + start - 1)
 }
 
 #[cfg(test)]
@@ -488,11 +586,13 @@ mod tests {
             threads: Some(3),
             listen: Some("127.0.0.1:0".into()),
             log_level: Some("debug".into()),
+            admin: Some("127.0.0.1:0".into()),
         };
         let s = Settings::from_ron("(threads: 1)", Path::new("."), &ov).unwrap();
         assert_eq!(s.threads, 3);
         assert_eq!(s.listen.port(), 0);
         assert_eq!(s.log_level, log::LevelFilter::Debug);
+        assert_eq!(s.admin.listen.port(), 0);
         let bad = Overrides {
             threads: Some(0),
             ..Overrides::default()
@@ -504,5 +604,36 @@ mod tests {
                 .as_deref(),
             Some("--threads")
         );
+    }
+
+    #[test]
+    fn admin_section_defaults_to_loopback_8080() {
+        let s = parse("()").unwrap();
+        assert_eq!(s.admin.listen, DEFAULT_ADMIN_LISTEN.parse().unwrap());
+        assert!(s.admin.enabled);
+        assert!(s.admin.users.is_empty());
+    }
+
+    #[test]
+    fn bad_admin_address_names_field_and_line() {
+        let e = parse("(\n  listen: \"127.0.0.1:1\",\n  admin: (\n    enabled: true,\n    listen: \"x\",\n  ),\n)")
+            .unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("listen"));
+        assert_eq!(e.line, Some(5), "{e}");
+        assert!(e.message.contains("admin"), "{e}");
+        let bad = Overrides {
+            admin: Some("nowhere".into()),
+            ..Overrides::default()
+        };
+        let e = Settings::from_ron("()", Path::new("."), &bad).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("--admin"));
+    }
+
+    #[test]
+    fn admin_hash_must_be_bcrypt() {
+        let e = parse("(\n admin: (\n  users: [(username: \"a\", password_hash: \"x\")],\n ),\n)")
+            .unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("admin.users"));
+        assert_eq!(e.line, Some(3));
     }
 }

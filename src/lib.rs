@@ -14,6 +14,7 @@
 //! it, plus a replica of every wildcard subscription) and one `mio::Poll`. Nothing is shared but
 //! counters, the credential table and immutable settings.
 
+pub mod admin_http;
 pub mod auth;
 pub mod broker;
 pub mod cli;

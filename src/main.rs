@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+use shardmq::admin_http::AdminServer;
 use shardmq::cli::{Cli, Command};
 use shardmq::config::{ConfigError, Overrides, Settings};
 use shardmq::{auth::passwd, logging, Broker};
@@ -25,6 +26,7 @@ fn serve(cli: Cli) -> ExitCode {
         threads: cli.threads,
         listen: cli.listen,
         log_level: cli.log_level,
+        admin: cli.admin,
     };
     let default = PathBuf::from("config.ron");
     let path = cli.config.or_else(|| default.exists().then_some(default));
@@ -53,6 +55,25 @@ fn serve(cli: Cli) -> ExitCode {
         env!("CARGO_PKG_VERSION"),
         broker.local_addr()
     );
+    let admin_settings = broker.handle().settings().admin.clone();
+    let _admin = if admin_settings.enabled {
+        match AdminServer::start(broker.handle(), &admin_settings) {
+            Ok(a) => {
+                println!("admin console on http://{}/", a.local_addr());
+                if let Some(pw) = a.generated_password() {
+                    println!("admin login: user `admin`, one-time password `{pw}` (valid until the broker stops; configure admin.users to set your own)");
+                }
+                Some(a)
+            }
+            Err(e) => {
+                eprintln!("shardmq: {e}");
+                broker.shutdown();
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        None
+    };
     match broker.wait() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -158,6 +158,7 @@ fn settings_with_password_file(dir: &Path) -> Settings {
         listen: Some("127.0.0.1:0".into()),
         threads: Some(test_threads()),
         log_level: None,
+        admin: None,
     };
     let s = Settings::from_ron(ron, dir, &ov).expect("config with a password file");
     Settings {

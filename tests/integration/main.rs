@@ -3,6 +3,8 @@
 
 mod common;
 
+mod admin_api;
+mod admin_browser;
 mod api;
 mod auth;
 mod cli;

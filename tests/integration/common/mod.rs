@@ -766,3 +766,186 @@ impl<'a> RawConnect<'a> {
         (raw, ack[3], ack[2] == 1)
     }
 }
+
+// ----- admin console over real HTTP ----------------------------------------------------------------
+
+/// A broker with its admin console on ephemeral loopback ports, and one admin account.
+pub struct AdminFixture {
+    pub admin: Option<shardmq::admin_http::AdminServer>,
+    pub http: SocketAddr,
+    pub broker: TestBroker,
+}
+
+pub const ADMIN_USER: &str = "root@example.com";
+pub const ADMIN_PASSWORD: &str = "s3cret admin";
+
+impl AdminFixture {
+    pub fn start(mut settings: Settings) -> AdminFixture {
+        settings.admin = shardmq::config::AdminSettings {
+            enabled: true,
+            listen: "127.0.0.1:0".parse().unwrap(),
+            // Cost 4 keeps logins fast in debug builds.
+            users: vec![(
+                ADMIN_USER.to_string(),
+                bcrypt::hash(ADMIN_PASSWORD, 4).unwrap(),
+            )],
+        };
+        let admin_settings = settings.admin.clone();
+        let broker = TestBroker::with(settings);
+        let admin = shardmq::admin_http::AdminServer::start(broker.handle.clone(), &admin_settings)
+            .expect("admin server starts");
+        assert!(admin.generated_password().is_none());
+        AdminFixture {
+            http: admin.local_addr(),
+            admin: Some(admin),
+            broker,
+        }
+    }
+
+    /// Logs in and returns the session cookie (`name=value`).
+    pub fn login(&self) -> String {
+        let r = http(
+            self.http,
+            "POST",
+            "/api/login",
+            &[CSRF],
+            Some(&format!(
+                r#"{{"username":"{ADMIN_USER}","password":"{ADMIN_PASSWORD}"}}"#
+            )),
+        );
+        assert_eq!(r.status, 200, "login: {}", r.body);
+        let set = r.header("set-cookie").expect("login sets a cookie");
+        set.split(';').next().unwrap().trim().to_string()
+    }
+}
+
+impl Drop for AdminFixture {
+    fn drop(&mut self) {
+        if let Some(a) = self.admin.take() {
+            a.stop();
+        }
+    }
+}
+
+/// The header every state-changing admin request needs.
+pub const CSRF: (&str, &str) = ("X-Requested-With", "shardmq");
+
+#[derive(Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl HttpResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
+    }
+
+    /// Asserts a 4xx with a JSON `error` message and returns the message.
+    pub fn expect_error(&self, status: u16) -> String {
+        assert_eq!(self.status, status, "body: {}", self.body);
+        self.json()["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no `error` in {}", self.body))
+            .to_string()
+    }
+}
+
+/// A minimal HTTP/1.1 client over std TcpStream: one request per connection (Connection: close),
+/// Content-Length or chunked bodies.
+pub fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> HttpResponse {
+    http_bytes(addr, method, path, headers, body.map(str::as_bytes))
+}
+
+pub fn http_bytes(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> HttpResponse {
+    let mut s = TcpStream::connect(addr).expect("connect to the admin server");
+    s.set_read_timeout(Some(Duration::from_secs(40))).unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if let Some(b) = body {
+        req.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            b.len()
+        ));
+    }
+    req.push_str("\r\n");
+    let mut bytes = req.into_bytes();
+    bytes.extend_from_slice(body.unwrap_or_default());
+    s.write_all(&bytes).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).expect("read the response");
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("end of headers");
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    let mut lines = head.split("\r\n");
+    let status: u16 = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    let mut body = raw[split + 4..].to_vec();
+    let chunked = headers.iter().any(|(k, v)| {
+        k.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked")
+    });
+    if chunked {
+        let mut out = Vec::new();
+        let mut rest = &body[..];
+        loop {
+            let eol = rest.windows(2).position(|w| w == b"\r\n").unwrap();
+            let size = usize::from_str_radix(
+                std::str::from_utf8(&rest[..eol])
+                    .unwrap()
+                    .split(';')
+                    .next()
+                    .unwrap()
+                    .trim(),
+                16,
+            )
+            .unwrap();
+            rest = &rest[eol + 2..];
+            if size == 0 {
+                break;
+            }
+            out.extend_from_slice(&rest[..size]);
+            rest = &rest[size + 2..];
+        }
+        body = out;
+    }
+    HttpResponse {
+        status,
+        headers,
+        body: String::from_utf8(body).expect("UTF-8 body"),
+    }
+}
