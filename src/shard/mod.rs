@@ -878,35 +878,56 @@ impl Shard {
     }
 
     fn publish_will(&mut self, client: &ClientId, will: LastWill, out: &mut Outbox) {
-        let topic = will.topic;
-        if self.cx.settings.enforce_topics && !self.cx.topic_list.allows_topic(&topic) {
+        let (topic, qos, retain) = (will.topic.clone(), will.qos.as_u8(), will.retain);
+        let msg = Publish {
+            dup: false,
+            qos: will.qos,
+            retain,
+            topic: will.topic,
+            pkid: None,
+            payload: will.payload,
+        };
+        if self.route_publish(client, msg, "will", out) {
+            log::info!(
+                "will of client {client} published to `{topic}` (QoS {qos}, retain {retain})"
+            );
+            let client_id = client.to_string();
+            self.cx.events.emit(EventKind::WillPublished {
+                client_id,
+                topic,
+                qos,
+                retain,
+            });
+        }
+    }
+
+    /// Sends a client's PUBLISH (or will) to its topic's partition, unless the enforced topic list
+    /// refuses the topic: then it is dropped, logged and counted. True if routed.
+    fn route_publish(
+        &mut self,
+        client: &ClientId,
+        p: Publish,
+        what: &str,
+        out: &mut Outbox,
+    ) -> bool {
+        if self.cx.settings.enforce_topics && !self.cx.topic_list.allows_topic(&p.topic) {
             log::warn!(
-                "will of client {client} to `{topic}` dropped: the topic is not in the topic list"
+                "client {client}: {what} to `{}` dropped: the topic is not in the topic list",
+                p.topic
             );
             self.cx.metrics.publish_refused();
             self.cx.events.emit(EventKind::PublishRefused {
                 client_id: client.to_string(),
-                topic,
-                reason: "will topic not in the topic list".into(),
+                topic: p.topic,
+                reason: format!("{what} topic not in the topic list"),
             });
-            return;
+            return false;
         }
-        log::info!(
-            "will of client {client} published to `{topic}` (QoS {}, retain {})",
-            will.qos.as_u8(),
-            will.retain
-        );
-        self.cx.events.emit(EventKind::WillPublished {
-            client_id: client.to_string(),
-            topic: topic.clone(),
-            qos: will.qos.as_u8(),
-            retain: will.retain,
-        });
         let msg = Message {
-            topic: topic.into(),
-            payload: will.payload,
-            qos: will.qos,
-            retain: will.retain,
+            topic: p.topic.into(),
+            payload: p.payload,
+            qos: p.qos,
+            retain: p.retain,
             publisher: client.clone(),
             time: SystemTime::now(),
         };
@@ -915,6 +936,7 @@ impl Shard {
             partition_of(&msg.topic, self.cx.workers),
             Envelope::Publish(Arc::new(msg)),
         );
+        true
     }
 }
 
@@ -963,33 +985,9 @@ impl Shard {
                 return;
             }
         }
-        if self.cx.settings.enforce_topics && !self.cx.topic_list.allows_topic(&p.topic) {
-            log::warn!(
-                "client {client}: PUBLISH to `{}` dropped: the topic is not in the topic list",
-                p.topic
-            );
-            self.cx.metrics.publish_refused();
-            self.cx.events.emit(EventKind::PublishRefused {
-                client_id: client.to_string(),
-                topic: p.topic,
-                reason: "not in the topic list".into(),
-            });
-        } else {
-            let msg = Message {
-                topic: p.topic.into(),
-                payload: p.payload,
-                qos: p.qos,
-                retain: p.retain,
-                publisher: client.clone(),
-                time: SystemTime::now(),
-            };
-            self.cx.metrics.message_in();
-            out.push(
-                partition_of(&msg.topic, self.cx.workers),
-                Envelope::Publish(Arc::new(msg)),
-            );
-        }
-        match (p.qos, pid) {
+        let qos = p.qos;
+        self.route_publish(client, p, "PUBLISH", out);
+        match (qos, pid) {
             (QoS::AtLeastOnce, Some(pid)) => self.write(slot, gen, &Packet::PubAck(pid)),
             (QoS::ExactlyOnce, Some(pid)) => self.write(slot, gen, &Packet::PubRec(pid)),
             _ => {}
