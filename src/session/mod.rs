@@ -67,6 +67,8 @@ pub struct Session {
     next_pid: u16,
     /// Messages dropped because the queue was full.
     pub dropped: u64,
+    /// Counted in the shard's `pressured_sessions` (connected, queue over half full).
+    pub pressured: bool,
 }
 
 impl Session {
@@ -83,6 +85,7 @@ impl Session {
             incoming_qos2: Vec::new(),
             next_pid: 0,
             dropped: 0,
+            pressured: false,
         }
     }
 

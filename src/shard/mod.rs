@@ -151,6 +151,8 @@ pub struct Shard {
     /// publish are not read (their TCP windows fill and their clients slow down) until it drains.
     /// Connections that only subscribe, acknowledge and ping are still read, so the backlog drains.
     throttled: bool,
+    /// Connected sessions whose queue is over half of `max_queued_messages` (see `update_pressure`).
+    pressured_sessions: usize,
 }
 
 impl Shard {
@@ -166,6 +168,7 @@ impl Shard {
             next_epoch: 1,
             early: Vec::new(),
             throttled: false,
+            pressured_sessions: 0,
         }
     }
 
@@ -372,7 +375,13 @@ impl Shard {
                 // Paused while credentials are checked; `auth_done` resumes reading.
                 break;
             }
-            if c.publisher && (self.throttled || out.cost() > TURN_OUTPUT_BUDGET) {
+            // A connection whose own session is pressured is always read: its acknowledgements are what
+            // drains the queue, even if it publishes too.
+            let draining = match &c.phase {
+                Phase::Connected(id) => self.sessions.get(id).is_some_and(|s| s.pressured),
+                _ => false,
+            };
+            if c.publisher && !draining && (self.throttled || out.cost() > TURN_OUTPUT_BUDGET) {
                 self.mark_ready(slot, gen);
                 break;
             }
@@ -869,6 +878,10 @@ impl Shard {
             return;
         }
         session.conn = None;
+        self.update_pressure(&client);
+        let Some(session) = self.sessions.get_mut(&client) else {
+            return;
+        };
         if session.clean {
             if let Some(s) = self.sessions.remove(&client) {
                 forget_subscriptions(&s, self.cx.workers, out);
@@ -1135,7 +1148,7 @@ impl Shard {
                     }
                 }
             }
-            Offer::Queued => {}
+            Offer::Queued => self.update_pressure(&d.client),
             Offer::Dropped => {
                 if d.qos != QoS::AtMostOnce {
                     log::debug!(
@@ -1150,6 +1163,26 @@ impl Shard {
     }
 
     /// Moves queued messages into the in-flight window as acknowledgements free it.
+    /// Keeps `pressured_sessions` and this worker's pressure flag in step with one session: pressured
+    /// while connected with more than half of `max_queued_messages` waiting. Offline sessions never
+    /// count: nothing could drain them, so they drop (and count) what overflows instead.
+    fn update_pressure(&mut self, client: &ClientId) {
+        let soft = self.cx.settings.limits.max_queued_messages / 2;
+        let Some(s) = self.sessions.get_mut(client) else {
+            return;
+        };
+        let now = s.conn.is_some() && s.queued_len() > soft;
+        if now != s.pressured {
+            s.pressured = now;
+            if now {
+                self.pressured_sessions += 1;
+            } else {
+                self.pressured_sessions -= 1;
+            }
+            self.cx.handle.set_pressure(self.pressured_sessions > 0);
+        }
+    }
+
     fn fill_window(&mut self, client: &ClientId) {
         let max_inflight = self.cx.settings.limits.max_inflight;
         let Some(session) = self.sessions.get_mut(client) else {
@@ -1175,6 +1208,7 @@ impl Shard {
             );
             self.cx.metrics.message_out();
         }
+        self.update_pressure(client);
     }
 
     fn write(&mut self, slot: usize, gen: u32, packet: &Packet) {

@@ -99,14 +99,17 @@ impl Worker {
         }
     }
 
-    /// Whether any worker's inbox is backlogged (with hysteresis, so reading does not flap).
+    /// Whether any worker's inbox is backlogged (with hysteresis, so reading does not flap) or holds a
+    /// connected session whose queue is filling up.
     fn congested(&self) -> bool {
         let limit = if self.shard.throttled() {
             BACKLOG_LOW
         } else {
             BACKLOG_HIGH
         };
-        self.peers.iter().any(|p| p.backlog() > limit)
+        self.peers
+            .iter()
+            .any(|p| p.backlog() > limit || p.pressure())
     }
 
     /// After socket reads: first the inbox messages the shard took in right after each read (they were

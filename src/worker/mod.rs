@@ -12,7 +12,7 @@ pub use event_loop::{Worker, WAKER_TOKEN};
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crossbeam_channel::Sender;
@@ -127,6 +127,10 @@ pub struct WorkerHandle {
     /// Total cost of the envelopes waiting in this worker's inbox: added by senders, subtracted by the
     /// worker once handled. Other workers stop reading from publishing clients while it is high.
     backlog: Arc<AtomicUsize>,
+    /// Set by the worker itself while one of its connected sessions has more than half of
+    /// `max_queued_messages` waiting: publishers pause rather than overflow that queue (a QoS 1/2
+    /// message acknowledged to its publisher and then dropped would be lost).
+    pressure: Arc<AtomicBool>,
 }
 
 impl WorkerHandle {
@@ -135,6 +139,7 @@ impl WorkerHandle {
             tx,
             waker,
             backlog: Arc::default(),
+            pressure: Arc::default(),
         }
     }
 
@@ -160,6 +165,14 @@ impl WorkerHandle {
 
     pub fn backlog(&self) -> usize {
         self.backlog.load(Ordering::Relaxed)
+    }
+
+    pub fn set_pressure(&self, on: bool) {
+        self.pressure.store(on, Ordering::Relaxed);
+    }
+
+    pub fn pressure(&self) -> bool {
+        self.pressure.load(Ordering::Relaxed)
     }
 
     /// Sends and wakes. Returns false when the worker has stopped.

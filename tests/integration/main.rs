@@ -7,6 +7,7 @@ mod admin_api;
 mod admin_browser;
 mod api;
 mod auth;
+mod backpressure;
 mod cli;
 mod connect;
 mod keepalive;
