@@ -85,13 +85,6 @@ impl AuthPool {
         })
     }
 
-    /// Queues a check; gives the job back when the pool is saturated (or gone) so the caller can refuse.
-    pub fn submit(&self, job: AuthJob) -> Result<(), AuthJob> {
-        self.jobs.try_send(job).map_err(|e| match e {
-            TrySendError::Full(j) | TrySendError::Disconnected(j) => j,
-        })
-    }
-
     pub fn handle(&self) -> AuthHandle {
         AuthHandle {
             jobs: self.jobs.clone(),
@@ -118,6 +111,7 @@ pub struct AuthHandle {
 }
 
 impl AuthHandle {
+    /// Queues a check; gives the job back when the pool is saturated (or gone) so the caller can refuse.
     pub fn submit(&self, job: AuthJob) -> Result<(), AuthJob> {
         self.jobs.try_send(job).map_err(|e| match e {
             TrySendError::Full(j) | TrySendError::Disconnected(j) => j,
