@@ -100,24 +100,10 @@ pub fn machine() -> String {
     format!("{model}, {} cores, Linux {kernel}", cores())
 }
 
-/// UTC date and time of `secs` since the epoch, as "YYYY-MM-DD hh:mm:ss UTC".
+/// UTC date and time of `secs` since the epoch, as "YYYY-MM-DD hh:mm:ss UTC" (from the broker's own
+/// RFC 3339 formatter).
 pub fn utc(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Civil from days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
+    let iso = shardmq::logging::format_utc(t);
+    format!("{} {} UTC", &iso[..10], &iso[11..19])
 }
