@@ -253,7 +253,7 @@ $('user-form').addEventListener('submit', async (e) => {
 });
 
 // ----- events (long polling) ---------------------------------------------------------------------------
-const EVENT_TYPES = ['connected', 'connect_refused', 'disconnected', 'subscription_accepted', 'subscription_refused', 'unsubscribed', 'publish_refused', 'will_published', 'topic_created', 'topic_deleted', 'user_changed'];
+const EVENT_TYPES = ['connected', 'connect_refused', 'disconnected', 'subscription_accepted', 'subscription_refused', 'unsubscribed', 'publish_refused', 'will_published', 'qos2_completed', 'topic_created', 'topic_deleted', 'user_changed'];
 for (const t of EVENT_TYPES) $('event-type').append(el('option', { value: t }, t.replace(/_/g, ' ')));
 $('event-type').addEventListener('change', renderEvents);
 
@@ -267,6 +267,7 @@ function eventDetails(e) {
     case 'unsubscribed': return e.filter;
     case 'publish_refused': return `${e.topic}: ${e.reason}`;
     case 'will_published': return `${e.topic} QoS ${e.qos}${e.retain ? ' retained' : ''}`;
+    case 'qos2_completed': return `${e.action === 'received' ? 'received from' : 'delivered to'} the client, packet id ${e.packet_id} (PUBLISH, PUBREC, PUBREL, PUBCOMP)`;
     case 'topic_created': case 'topic_deleted': return e.topic;
     case 'user_changed': return `${e.username} ${e.action}`;
     default: return '';

@@ -91,6 +91,13 @@ pub enum EventKind {
         qos: u8,
         retain: bool,
     },
+    /// A QoS 2 handshake finished: `received` (PUBLISH, PUBREC, PUBREL, PUBCOMP with a publisher) or
+    /// `delivered` (with a subscriber). Rate-limited per worker, so a QoS 2 flood cannot drown the feed.
+    Qos2Completed {
+        client_id: String,
+        packet_id: u16,
+        direction: &'static str,
+    },
     TopicCreated {
         topic: String,
     },

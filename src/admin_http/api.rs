@@ -325,6 +325,8 @@ pub struct EventJson {
     pub retain: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub action: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub packet_id: Option<u16>,
 }
 
 impl From<&Event> for EventJson {
@@ -416,6 +418,16 @@ impl From<&Event> for EventJson {
                 j.topic = Some(topic.clone());
                 j.qos = Some(*qos);
                 j.retain = Some(*retain);
+            }
+            EventKind::Qos2Completed {
+                client_id,
+                packet_id,
+                direction,
+            } => {
+                j.kind = "qos2_completed";
+                j.client_id = Some(client_id.clone());
+                j.packet_id = Some(*packet_id);
+                j.action = Some(direction);
             }
             EventKind::TopicCreated { topic } => {
                 j.kind = "topic_created";

@@ -212,9 +212,11 @@ impl Session {
         true
     }
 
-    /// PUBREL: forgets the packet id (PUBCOMP is sent either way [MQTT-4.3.3-2]).
-    pub fn release_qos2(&mut self, pid: PacketId) {
+    /// PUBREL: forgets the packet id (PUBCOMP is sent either way [MQTT-4.3.3-2]). True if it was pending.
+    pub fn release_qos2(&mut self, pid: PacketId) -> bool {
+        let before = self.incoming_qos2.len();
         self.incoming_qos2.retain(|&p| p != pid.get());
+        self.incoming_qos2.len() != before
     }
 }
 

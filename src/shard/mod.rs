@@ -51,6 +51,8 @@ const EARLY_FLUSH: usize = 64 * 1024;
 const SCRATCH_SIZE: usize = 64 * 1024;
 /// Write buffers larger than this are released once flushed, so idle connections hold none.
 const KEEP_WBUF_CAPACITY: usize = 4096;
+/// QoS 2 completion events per worker and second (see `Shard::qos2_event`).
+const QOS2_EVENTS_PER_SEC: u32 = 20;
 /// Inbox messages taken in after one read; the rest wait for the worker's normal inbox turn.
 const EARLY_LIMIT: usize = 1024;
 
@@ -153,6 +155,8 @@ pub struct Shard {
     throttled: bool,
     /// Connected sessions whose queue is over half of `max_queued_messages` (see `update_pressure`).
     pressured_sessions: usize,
+    /// (start of the current second, QoS 2 completion events emitted in it).
+    qos2_events: (Instant, u32),
 }
 
 impl Shard {
@@ -169,6 +173,7 @@ impl Shard {
             early: Vec::new(),
             throttled: false,
             pressured_sessions: 0,
+            qos2_events: (Instant::now(), 0),
         }
     }
 
@@ -553,13 +558,14 @@ impl Shard {
                 }
             }
             Packet::PubRel(pid) => {
-                if let Some(s) = self.session(&client) {
-                    s.release_qos2(pid);
+                if self.session(&client).is_some_and(|s| s.release_qos2(pid)) {
+                    self.qos2_event(&client, pid, "received", now);
                 }
                 self.write(slot, gen, &Packet::PubComp(pid));
             }
             Packet::PubComp(pid) => {
                 if self.session(&client).is_some_and(|s| s.on_pubcomp(pid)) {
+                    self.qos2_event(&client, pid, "delivered", now);
                     self.fill_window(&client);
                 }
             }
@@ -583,6 +589,30 @@ impl Shard {
                 let why = format!("{} is a server-to-client packet", other.name());
                 self.close(slot, gen, CloseReason::Protocol(why), out);
             }
+        }
+    }
+
+    /// At most [`QOS2_EVENTS_PER_SEC`] per worker and second: enough to watch an exchange complete in
+    /// the admin console, never a flood.
+    fn qos2_event(
+        &mut self,
+        client: &ClientId,
+        pid: PacketId,
+        direction: &'static str,
+        now: Instant,
+    ) {
+        let (start, count) = &mut self.qos2_events;
+        if now.duration_since(*start) >= Duration::from_secs(1) {
+            (*start, *count) = (now, 0);
+        }
+        if *count < QOS2_EVENTS_PER_SEC {
+            *count += 1;
+            let client_id = client.to_string();
+            self.cx.events.emit(EventKind::Qos2Completed {
+                client_id,
+                packet_id: pid.get(),
+                direction,
+            });
         }
     }
 

@@ -95,11 +95,13 @@ try {
   await page.locator('#pub-history-body tr').first().locator('td', { hasText: '22.0 second value' }).waitFor();
   await shot('06-publish-history');
 
-  step = 'see the refused subscription and the forced disconnect in the events log';
+  step = 'see the refused subscription, the forced disconnect and the QoS 2 exchanges in the events log';
   await tab('events');
   await page.locator('#events-body tr[data-type="subscription_refused"]', { hasText: REFUSED }).waitFor();
   await page.locator('#events-body tr[data-type="disconnected"]', { hasText: DEVICE }).filter({ hasText: 'forced' }).waitFor();
   await page.locator('#events-body tr[data-type="will_published"]', { hasText: DEVICE }).waitFor();
+  await page.locator('#events-body tr[data-type="qos2_completed"]', { hasText: 'received from' }).first().waitFor();
+  await page.locator('#events-body tr[data-type="qos2_completed"]', { hasText: 'delivered to' }).first().waitFor();
   await shot('07-events');
 
   step = 'topics tab shows recent publishes and history';

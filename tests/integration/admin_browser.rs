@@ -47,6 +47,11 @@ fn admin_console_in_headless_chromium() {
     ));
     let device = TestClient::connect(o);
     device.subscribe("sensors/#", QoS::AtLeastOnce);
+    // A QoS 2 exchange in both directions (watcher → broker → device would be QoS 1, so the watcher
+    // also subscribes at QoS 2), for the events log.
+    watcher.subscribe("sensors/qos2", QoS::ExactlyOnce);
+    device.publish_acked("sensors/qos2", QoS::ExactlyOnce, false, "exactly once");
+    assert_eq!(&watcher.next_publish().payload[..], b"exactly once");
     let refused = TestClient::connect_to(addr, "e2e-refused");
     assert_eq!(
         refused.subscribe(REFUSED, QoS::AtLeastOnce),

@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime};
 use crate::common::*;
 use rumqttc::{LastWill, Packet, QoS};
 use shardmq::config::Limits;
+use shardmq::events::EventKind;
 use shardmq::message::home_of;
 use shardmq::protocol::QoS as BQoS;
 use shardmq::shard::{ClientInfo, WillInfo};
@@ -513,4 +514,28 @@ fn totals_count_connections_and_messages() {
     wait_until("one connection fewer", || h.totals().connections == 2);
     wait_until("its clean session ended", || h.totals().sessions == 2);
     sub.assert_no_publish(QUIET);
+}
+
+/// A QoS 2 exchange in each direction shows in the event feed, for the admin console to display.
+#[test]
+fn qos2_exchanges_appear_in_the_event_feed() {
+    let broker = TestBroker::start();
+    let sub = TestClient::connect_to(broker.addr, "q2-sub");
+    sub.subscribe("q2/t", QoS::ExactlyOnce);
+    let publisher = TestClient::connect_to(broker.addr, "q2-pub");
+    publisher.publish_acked("q2/t", QoS::ExactlyOnce, false, "once");
+    assert_eq!(&sub.next_publish().payload[..], b"once");
+    let completed = |client: &str, dir: &str| {
+        broker.handle.events_since(0).iter().any(|e| {
+            matches!(&e.kind, EventKind::Qos2Completed { client_id, direction, .. }
+                if client_id == client && *direction == dir)
+        })
+    };
+    wait_until("the publisher's QoS 2 exchange is reported", || {
+        completed("q2-pub", "received")
+    });
+    // rumqttc answers PUBREL with PUBCOMP on its own; the event follows that PUBCOMP.
+    wait_until("the subscriber's QoS 2 exchange is reported", || {
+        completed("q2-sub", "delivered")
+    });
 }
