@@ -47,16 +47,18 @@ fn admin_console_in_headless_chromium() {
     ));
     let device = TestClient::connect(o);
     device.subscribe("sensors/#", QoS::AtLeastOnce);
-    // A QoS 2 exchange in both directions (watcher → broker → device would be QoS 1, so the watcher
-    // also subscribes at QoS 2), for the events log.
-    watcher.subscribe("sensors/qos2", QoS::ExactlyOnce);
-    device.publish_acked("sensors/qos2", QoS::ExactlyOnce, false, "exactly once");
-    assert_eq!(&watcher.next_publish().payload[..], b"exactly once");
+
     let refused = TestClient::connect_to(addr, "e2e-refused");
     assert_eq!(
         refused.subscribe(REFUSED, QoS::AtLeastOnce),
         vec![SubscribeReasonCode::Failure]
     );
+    // A QoS 2 exchange in both directions for the events log: `refused` (subscribed to nothing)
+    // publishes, the watcher receives at QoS 2. The device gets a QoS 1 copy through `sensors/#`.
+    watcher.subscribe("sensors/qos2", QoS::ExactlyOnce);
+    refused.publish_acked("sensors/qos2", QoS::ExactlyOnce, false, "exactly once");
+    assert_eq!(&watcher.next_publish().payload[..], b"exactly once");
+    assert_eq!(&device.next_publish().payload[..], b"exactly once");
 
     let shots = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
