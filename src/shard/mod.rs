@@ -34,7 +34,7 @@ use crate::protocol::{
     self, ConnAck, Connect, ConnectReturnCode, LastWill, Packet, PacketId, Publish, QoS, SubAck,
     SubAckCode, Subscribe, Unsubscribe,
 };
-use crate::session::{Offer, OutState, Session};
+use crate::session::{Offer, OutState, Outgoing, Session};
 use crate::topic::{has_wildcard, validate_filter, TopicList};
 use crate::worker::{Envelope, Handoff, Outbox, WorkerHandle, WorkerMsg};
 use conn::{Conn, Phase, Slab};
@@ -818,17 +818,7 @@ impl Shard {
             // Resend what was in flight, in order, PUBLISH with DUP or PUBREL [MQTT-4.4.0-1].
             for o in session.inflight() {
                 match o.state {
-                    OutState::Published => queue_publish(
-                        c,
-                        &mut self.dirty,
-                        slot,
-                        gen,
-                        &o.msg,
-                        o.qos,
-                        o.retain,
-                        true,
-                        Some(o.pid),
-                    ),
+                    OutState::Published => queue_outgoing(c, &mut self.dirty, slot, gen, o, true),
                     OutState::Released => {
                         queue_packet(c, &mut self.dirty, slot, gen, &Packet::PubRel(o.pid))
                     }
@@ -1225,17 +1215,7 @@ impl Shard {
             return;
         };
         while let Some(o) = session.next_queued(max_inflight) {
-            queue_publish(
-                c,
-                &mut self.dirty,
-                slot,
-                gen,
-                &o.msg,
-                o.qos,
-                o.retain,
-                false,
-                Some(o.pid),
-            );
+            queue_outgoing(c, &mut self.dirty, slot, gen, &o, false);
             self.cx.metrics.message_out();
         }
         self.update_pressure(client);
@@ -1378,4 +1358,26 @@ impl Shard {
         }
         true
     }
+}
+
+/// A QoS 1/2 message from the session's in-flight window: first sent (`dup` false) or resent on resume.
+fn queue_outgoing(
+    c: &mut Conn,
+    dirty: &mut Vec<(usize, u32)>,
+    slot: usize,
+    gen: u32,
+    o: &Outgoing,
+    dup: bool,
+) {
+    queue_publish(
+        c,
+        dirty,
+        slot,
+        gen,
+        &o.msg,
+        o.qos,
+        o.retain,
+        dup,
+        Some(o.pid),
+    );
 }
