@@ -1,7 +1,7 @@
 //! Per-topic history (the last K values) and the most recently published topics, for one partition.
 
 use crate::message::Message;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 /// One remembered publish.
@@ -21,10 +21,13 @@ pub struct RecentTopic {
 struct Record {
     values: VecDeque<Arc<Message>>,
     count: u64,
-    /// Position in `by_recency`.
+    /// When the topic was last published to, in this partition's publish count: orders "recent" and
+    /// picks the topics to forget.
     seq: u64,
 }
 
+/// The publish path does one hash lookup here and nothing else ordered: the orderings ("recent", which
+/// topics to forget) are computed when asked for, which is rare (the admin API, or the topic limit).
 pub struct History {
     per_topic: usize,
     recent_len: usize,
@@ -32,7 +35,6 @@ pub struct History {
     /// ever-new topic names cannot grow the history without bound.
     max_topics: usize,
     topics: HashMap<Arc<str>, Record>,
-    by_recency: BTreeMap<u64, Arc<str>>,
     next_seq: u64,
 }
 
@@ -43,7 +45,6 @@ impl History {
             recent_len,
             max_topics: max_topics.max(1),
             topics: HashMap::new(),
-            by_recency: BTreeMap::new(),
             next_seq: 0,
         }
     }
@@ -51,27 +52,47 @@ impl History {
     pub fn record(&mut self, msg: &Arc<Message>) {
         let seq = self.next_seq;
         self.next_seq += 1;
-        let rec = self
-            .topics
-            .entry(msg.topic.clone())
-            .or_insert_with(|| Record {
-                values: VecDeque::new(),
-                count: 0,
-                seq,
-            });
-        self.by_recency.remove(&rec.seq);
-        rec.seq = seq;
-        rec.count += 1;
-        if rec.values.len() == self.per_topic {
-            rec.values.pop_front();
+        if let Some(rec) = self.topics.get_mut(&*msg.topic) {
+            rec.seq = seq;
+            rec.count += 1;
+            if rec.values.len() == self.per_topic {
+                rec.values.pop_front();
+            }
+            rec.values.push_back(msg.clone());
+            return;
         }
-        rec.values.push_back(msg.clone());
-        self.by_recency.insert(seq, msg.topic.clone());
-        while self.topics.len() > self.max_topics {
-            let Some((_, oldest)) = self.by_recency.pop_first() else {
-                break;
-            };
-            self.topics.remove(&oldest);
+        if self.topics.len() >= self.max_topics {
+            self.forget_oldest();
+        }
+        let mut values = VecDeque::with_capacity(self.per_topic.min(4));
+        values.push_back(msg.clone());
+        self.topics.insert(
+            msg.topic.clone(),
+            Record {
+                values,
+                count: 1,
+                seq,
+            },
+        );
+    }
+
+    /// Makes room for a new topic by forgetting the least recently published sixteenth of the limit
+    /// (at least one topic) in one pass, so a stream of new topic names costs O(1) per publish on
+    /// average rather than a scan each.
+    fn forget_oldest(&mut self) {
+        let keep = self.max_topics - 1 - self.max_topics / 16;
+        let mut by_age: Vec<(u64, Arc<str>)> = self
+            .topics
+            .iter()
+            .map(|(t, r)| (r.seq, t.clone()))
+            .collect();
+        let forget = by_age.len().saturating_sub(keep);
+        if forget == 0 {
+            return;
+        }
+        by_age.select_nth_unstable_by_key(forget - 1, |(seq, _)| *seq);
+        for (_, topic) in &by_age[..forget] {
+            self.topics.remove(topic);
         }
     }
 
@@ -98,12 +119,11 @@ impl History {
 
     /// This partition's most recent topics, newest first; the caller merges partitions by time.
     pub fn recent(&self) -> Vec<RecentTopic> {
-        self.by_recency
-            .values()
-            .rev()
+        let mut all: Vec<(&Arc<str>, &Record)> = self.topics.iter().collect();
+        all.sort_unstable_by_key(|(_, r)| std::cmp::Reverse(r.seq));
+        all.into_iter()
             .take(self.recent_len)
-            .filter_map(|t| {
-                let r = self.topics.get(t)?;
+            .filter_map(|(t, r)| {
                 Some(RecentTopic {
                     topic: t.clone(),
                     last: r.values.back()?.clone(),
@@ -154,5 +174,18 @@ mod tests {
             "b was the least recent and the limit is 3 topics"
         );
         assert_eq!(h.of("a").len(), 2);
+    }
+
+    #[test]
+    fn new_topics_never_grow_past_the_limit_and_the_most_recent_survive() {
+        let mut h = History::new(1, 5, 100);
+        for i in 0..1000 {
+            h.record(&msg(&format!("t/{i}"), "v"));
+            assert!(h.topics.len() <= 100);
+        }
+        let recent: Vec<_> = h.recent().iter().map(|r| r.topic.to_string()).collect();
+        assert_eq!(recent, vec!["t/999", "t/998", "t/997", "t/996", "t/995"]);
+        assert_eq!(h.of("t/999").len(), 1);
+        assert!(h.of("t/0").is_empty());
     }
 }

@@ -11,7 +11,7 @@ mod history;
 
 pub use history::{HistoryEntry, RecentTopic};
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -36,8 +36,8 @@ pub struct Partition {
     subs: SubscriptionTrie<ClientId, Sub>,
     retained: TopicTree<Arc<Message>>,
     history: History,
-    /// Reused per publish to merge overlapping subscriptions of one client.
-    scratch: HashMap<ClientId, Sub>,
+    /// Reused per publish: the matching subscriptions, merged per client.
+    matches: Vec<(ClientId, Sub)>,
     /// Wildcard subscriptions held here (each is held by every partition), for counting.
     wildcard_subs: usize,
 }
@@ -53,7 +53,7 @@ impl Partition {
                 limits.recent_topics,
                 limits.max_history_topics,
             ),
-            scratch: HashMap::new(),
+            matches: Vec::new(),
             wildcard_subs: 0,
         }
     }
@@ -69,19 +69,23 @@ impl Partition {
         }
         self.history.record(&msg);
 
-        // Overlapping subscriptions of one client give one copy at the highest matching QoS [MQTT-3.3.5-1].
-        let scratch = &mut self.scratch;
-        self.subs.for_each_match(&msg.topic, |client, sub| {
-            scratch
-                .entry(client.clone())
-                .and_modify(|s| {
-                    if sub.qos > s.qos {
-                        s.qos = sub.qos
-                    }
-                })
-                .or_insert(*sub);
+        let matches = &mut self.matches;
+        let filters = self.subs.for_each_match(&msg.topic, |client, sub| {
+            matches.push((client.clone(), *sub));
         });
-        for (client, sub) in scratch.drain() {
+        if filters > 1 {
+            // Overlapping subscriptions of one client give one copy at the highest matching QoS
+            // [MQTT-3.3.5-1]. With a single matching filter each client is there once already.
+            matches.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            matches.dedup_by(|dup, kept| {
+                let same = dup.0 == kept.0;
+                if same {
+                    kept.1.qos = kept.1.qos.max(dup.1.qos);
+                }
+                same
+            });
+        }
+        for (client, sub) in matches.drain(..) {
             let qos = msg.qos.min(sub.qos);
             // Copies to existing subscriptions go out with RETAIN 0 [MQTT-3.3.1-9].
             let d = Delivery {
@@ -203,4 +207,60 @@ pub struct PartitionStats {
     pub exact_subscriptions: usize,
     pub wildcard_subscriptions: usize,
     pub retained: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn publish(p: &mut Partition, topic: &str, qos: QoS) -> Vec<(String, QoS)> {
+        let mut out = Outbox::new(0, 1);
+        let msg = Arc::new(Message {
+            topic: topic.into(),
+            payload: Arc::from(&b"x"[..]),
+            qos,
+            retain: false,
+            publisher: "pub".into(),
+            time: SystemTime::now(),
+        });
+        p.publish(msg, &mut out);
+        let mut got: Vec<_> = out
+            .local
+            .drain(..)
+            .map(|e| match e {
+                Envelope::Deliver(d) => (d.client.to_string(), d.qos),
+                other => panic!("unexpected envelope {other:?}"),
+            })
+            .collect();
+        got.sort();
+        got
+    }
+
+    #[test]
+    fn overlapping_subscriptions_give_one_copy_at_the_highest_qos() {
+        let mut p = Partition::new(1, &Limits::default());
+        let mut out = Outbox::new(0, 1);
+        for (client, filter, qos) in [
+            ("a", "s/+", QoS::AtMostOnce),
+            ("a", "s/#", QoS::ExactlyOnce),
+            ("a", "s/t", QoS::AtLeastOnce),
+            ("b", "s/t", QoS::AtLeastOnce),
+            ("c", "#", QoS::AtMostOnce),
+        ] {
+            p.subscribe(client.into(), 1, filter, qos, &mut out);
+        }
+        assert_eq!(
+            publish(&mut p, "s/t", QoS::ExactlyOnce),
+            vec![
+                ("a".to_string(), QoS::ExactlyOnce),
+                ("b".to_string(), QoS::AtLeastOnce),
+                ("c".to_string(), QoS::AtMostOnce),
+            ]
+        );
+        // One matching filter: every subscriber once, at min(publish, granted).
+        assert_eq!(
+            publish(&mut p, "other", QoS::AtLeastOnce),
+            vec![("c".to_string(), QoS::AtMostOnce)]
+        );
+    }
 }

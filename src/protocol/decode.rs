@@ -213,8 +213,9 @@ fn publish(flags: u8, body: &[u8]) -> Result<Publish, DecodeError> {
         return Err(DecodeError::DupWithQoS0);
     }
     let mut r = Reader(body);
-    let topic = r.string()?;
-    check_topic_name(&topic)?;
+    let topic = r.str()?;
+    check_topic_name(topic)?;
+    let topic = Arc::from(topic);
     let pkid = if qos == QoS::AtMostOnce {
         None
     } else {
@@ -329,12 +330,16 @@ impl<'a> Reader<'a> {
 
     /// 2-byte length-prefixed UTF-8 string without U+0000 [MQTT-1.5.3-1], [MQTT-1.5.3-2].
     fn string(&mut self) -> Result<String, DecodeError> {
+        self.str().map(str::to_owned)
+    }
+
+    fn str(&mut self) -> Result<&'a str, DecodeError> {
         let b = self.bytes()?;
         let s = std::str::from_utf8(b).map_err(|_| DecodeError::InvalidUtf8)?;
         if s.contains('\0') {
             return Err(DecodeError::NullCharacter);
         }
-        Ok(s.to_owned())
+        Ok(s)
     }
 }
 
@@ -1236,7 +1241,7 @@ mod tests {
                     dup: dup && !qos0,
                     qos,
                     retain,
-                    topic,
+                    topic: topic.into(),
                     pkid: (!qos0).then_some(pkid),
                     payload,
                 }

@@ -91,7 +91,8 @@ pub struct Publish {
     pub qos: QoS,
     pub retain: bool,
     /// Validated topic name: valid UTF-8, no wildcards, not empty [MQTT-3.3.2-1], [MQTT-3.3.2-2].
-    pub topic: String,
+    /// Shared: it becomes the routed message's topic without another copy.
+    pub topic: Arc<str>,
     /// Present exactly when qos > 0.
     pub pkid: Option<PacketId>,
     /// Shared so that fan-out to many subscribers is a reference-count increment, not a copy.

@@ -410,6 +410,12 @@ impl Shard {
                         self.parse_buffered(slot, gen, out, now);
                     }
                     self.after_parse(slot, gen, out, now);
+                    if n < scratch.len() {
+                        // A short read drained the socket: the edge-triggered poll reports the next
+                        // bytes as a new event (epoll(7)), so the read that would say WouldBlock is
+                        // saved, one system call per event.
+                        break;
+                    }
                     budget = budget.saturating_sub(n);
                     if budget == 0 {
                         self.mark_ready(slot, gen);
@@ -916,7 +922,7 @@ impl Shard {
             dup: false,
             qos: will.qos,
             retain,
-            topic: will.topic,
+            topic: will.topic.into(),
             pkid: None,
             payload: will.payload,
         };
@@ -951,13 +957,13 @@ impl Shard {
             self.cx.metrics.publish_refused();
             self.cx.events.emit(EventKind::PublishRefused {
                 client_id: client.to_string(),
-                topic: p.topic,
+                topic: p.topic.to_string(),
                 reason: format!("{what} topic not in the topic list"),
             });
             return false;
         }
         let msg = Message {
-            topic: p.topic.into(),
+            topic: p.topic,
             payload: p.payload,
             qos: p.qos,
             retain: p.retain,

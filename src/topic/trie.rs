@@ -185,15 +185,18 @@ impl<K: Eq + Hash + Clone, V> SubscriptionTrie<K, V> {
     /// Calls `f(key, value)` once per (subscription filter, key) whose filter
     /// matches `topic`. A key holding several matching filters is visited
     /// once for each; the caller merges (e.g. takes the highest QoS).
-    /// Honours the `$` rule [MQTT-4.7.2-1]. Does not allocate unless the
-    /// walk is more than 16 branches deep.
-    pub fn for_each_match(&self, topic: &str, mut f: impl FnMut(&K, &V)) {
+    /// Returns the number of matching filters that had subscriptions: a key
+    /// appears at most once per filter, so when it is 0 or 1 there is
+    /// nothing to merge. Honours the `$` rule [MQTT-4.7.2-1]. Does not
+    /// allocate unless the walk is more than 16 branches deep.
+    pub fn for_each_match(&self, topic: &str, mut f: impl FnMut(&K, &V)) -> usize {
         let mut stack: SmallStack<(&Node<K, V>, Option<&str>), 16> = SmallStack::new();
+        let mut sets = 0;
         let root = &self.root;
         let (level, rest) = split_first(topic);
         // Filters starting with a wildcard never match `$` topics.
         if !topic.starts_with('$') {
-            visit(&root.multi, &mut f);
+            sets += visit(&root.multi, &mut f);
             if let Some(plus) = root.plus.as_deref() {
                 stack.push((plus, rest));
             }
@@ -203,9 +206,9 @@ impl<K: Eq + Hash + Clone, V> SubscriptionTrie<K, V> {
         }
         while let Some((node, rest)) = stack.pop() {
             // `x/#` matches `x` itself as well as everything below it.
-            visit(&node.multi, &mut f);
+            sets += visit(&node.multi, &mut f);
             match rest {
-                None => visit(&node.subs, &mut f),
+                None => sets += visit(&node.subs, &mut f),
                 Some(rest) => {
                     let (level, rest) = split_first(rest);
                     if let Some(plus) = node.plus.as_deref() {
@@ -219,6 +222,7 @@ impl<K: Eq + Hash + Clone, V> SubscriptionTrie<K, V> {
                 }
             }
         }
+        sets
     }
 
     /// Number of `(filter, key)` subscriptions.
@@ -315,12 +319,12 @@ impl<K: Eq + Hash + Clone, V> SubscriptionTrie<K, V> {
 }
 
 #[inline]
-fn visit<K, V>(subs: &HashMap<K, V>, f: &mut impl FnMut(&K, &V)) {
-    if !subs.is_empty() {
-        for (k, v) in subs {
-            f(k, v);
-        }
+/// Calls `f` for each subscription of one set; returns 1 if the set had any, else 0.
+fn visit<K, V>(subs: &HashMap<K, V>, f: &mut impl FnMut(&K, &V)) -> usize {
+    for (k, v) in subs {
+        f(k, v);
     }
+    usize::from(!subs.is_empty())
 }
 
 #[cfg(test)]
