@@ -53,7 +53,8 @@ pub struct Conn {
     pub timer_at: Option<Instant>,
     pub last_packet: Instant,
     pub connected_at: SystemTime,
-    pub will: Option<LastWill>,
+    /// Boxed: most connections have none, and an idle connection should cost little.
+    pub will: Option<Box<LastWill>>,
     pub level: Option<ProtocolLevel>,
 }
 

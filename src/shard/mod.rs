@@ -135,7 +135,9 @@ pub struct ShardContext {
 pub struct Shard {
     cx: ShardContext,
     conns: Slab<Conn>,
-    sessions: HashMap<ClientId, Session>,
+    /// Boxed: the map's table keeps spare buckets (up to half of it), which then cost a pointer each
+    /// rather than a whole session.
+    sessions: HashMap<ClientId, Box<Session>>,
     /// (deadline, slot, generation); entries whose time no longer equals the connection's `timer_at`
     /// are stale and skipped. One entry per connection at most.
     timers: BinaryHeap<Reverse<(Instant, usize, u32)>>,
@@ -623,7 +625,7 @@ impl Shard {
     }
 
     fn session(&mut self, client: &ClientId) -> Option<&mut Session> {
-        self.sessions.get_mut(client)
+        self.sessions.get_mut(client).map(|s| &mut **s)
     }
 }
 
@@ -777,7 +779,7 @@ impl Shard {
             let epoch = (self.next_epoch << 10) | self.cx.me as u64;
             self.sessions.insert(
                 client.clone(),
-                Session::new(client.clone(), epoch, connect.clean_session),
+                Box::new(Session::new(client.clone(), epoch, connect.clean_session)),
             );
             self.cx.metrics.sessions_changed(1);
         }
@@ -792,7 +794,7 @@ impl Shard {
         c.phase = Phase::Connected(client.clone());
         c.level = Some(connect.level);
         c.keep_alive = connect.keep_alive;
-        c.will = connect.will;
+        c.will = connect.will.map(Box::new);
         c.last_packet = now;
         c.connected_at = SystemTime::now();
         c.deadline = (connect.keep_alive > 0).then(|| now + keep_alive_window(connect.keep_alive));
@@ -894,7 +896,7 @@ impl Shard {
         });
         if reason.publishes_will() {
             if let Some(will) = c.will.take() {
-                self.publish_will(&client, will, out);
+                self.publish_will(&client, *will, out);
             }
         }
         let Some(session) = self.sessions.get_mut(&client) else {
