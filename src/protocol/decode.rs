@@ -93,6 +93,16 @@ pub fn check_first_byte(first_byte: u8) -> Result<(), DecodeError> {
 /// (`packet.len() == frame.total_len()`; bytes past `total_len()` are ignored, fewer is
 /// [`DecodeError::Truncated`]). The fixed header is taken from `frame`.
 pub fn decode(frame: &Frame, packet: &[u8]) -> Result<Packet, DecodeError> {
+    decode_reusing(frame, packet, None)
+}
+
+/// Like [`decode`], but a PUBLISH to the topic `last_topic` names shares that `Arc` rather than
+/// allocating its own copy: a client usually publishes to the same topic again and again.
+pub fn decode_reusing(
+    frame: &Frame,
+    packet: &[u8],
+    last_topic: Option<&Arc<str>>,
+) -> Result<Packet, DecodeError> {
     let body = packet
         .get(frame.header_len..frame.total_len())
         .ok_or(DecodeError::Truncated)?;
@@ -103,7 +113,7 @@ pub fn decode(frame: &Frame, packet: &[u8]) -> Result<Packet, DecodeError> {
     let packet = match packet_type {
         1 => Packet::Connect(connect(&mut r)?),
         2 => Packet::ConnAck(connack(&mut r)?),
-        3 => return publish(flags, body).map(Packet::Publish),
+        3 => return publish(flags, body, last_topic).map(Packet::Publish),
         4 => Packet::PubAck(r.pkid()?),
         5 => Packet::PubRec(r.pkid()?),
         6 => Packet::PubRel(r.pkid()?),
@@ -206,7 +216,7 @@ fn connack(r: &mut Reader<'_>) -> Result<ConnAck, DecodeError> {
     })
 }
 
-fn publish(flags: u8, body: &[u8]) -> Result<Publish, DecodeError> {
+fn publish(flags: u8, body: &[u8], last_topic: Option<&Arc<str>>) -> Result<Publish, DecodeError> {
     let qos = QoS::from_u8((flags >> 1) & 0x03).ok_or(DecodeError::PublishQoS3)?;
     let dup = flags & 0x08 != 0;
     if dup && qos == QoS::AtMostOnce {
@@ -214,8 +224,13 @@ fn publish(flags: u8, body: &[u8]) -> Result<Publish, DecodeError> {
     }
     let mut r = Reader(body);
     let topic = r.str()?;
-    check_topic_name(topic)?;
-    let topic = Arc::from(topic);
+    let topic = match last_topic {
+        Some(last) if **last == *topic => last.clone(),
+        _ => {
+            check_topic_name(topic)?;
+            Arc::from(topic)
+        }
+    };
     let pkid = if qos == QoS::AtMostOnce {
         None
     } else {
@@ -373,6 +388,22 @@ mod tests {
     fn fixture(bytes: &[u8], p: Packet) {
         assert_eq!(dec(bytes), Ok(p.clone()), "decode {bytes:02x?}");
         assert_eq!(enc(&p), bytes, "encode {p:?}");
+    }
+
+    #[test]
+    fn publish_reuses_the_last_topic_only_when_equal() {
+        let bytes = [0x30, 0x06, 0x00, 0x03, b'a', b'/', b'b', b'x'];
+        let f = frame(&bytes, 1024).unwrap().unwrap();
+        let topic = |last: &Arc<str>| match decode_reusing(&f, &bytes, Some(last)) {
+            Ok(Packet::Publish(p)) => p.topic,
+            other => panic!("{other:?}"),
+        };
+        let same: Arc<str> = "a/b".into();
+        assert!(Arc::ptr_eq(&topic(&same), &same));
+        let other: Arc<str> = "a/c".into();
+        let fresh = topic(&other);
+        assert_eq!(&*fresh, "a/b");
+        assert!(!Arc::ptr_eq(&fresh, &other));
     }
 
     fn err(bytes: &[u8], e: DecodeError) {

@@ -13,7 +13,7 @@ mod encode;
 mod error;
 mod types;
 
-pub use decode::{check_first_byte, decode, frame, Frame};
+pub use decode::{check_first_byte, decode, decode_reusing, frame, Frame};
 pub use encode::{encode, encode_publish, encoded_len};
 pub use error::DecodeError;
 pub use types::*;

@@ -1,6 +1,7 @@
 //! A connection as its shard holds it, and the generational slab that stores connections.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use mio::net::TcpStream;
@@ -45,6 +46,8 @@ pub struct Conn {
     pub in_ready: bool,
     /// Has sent a PUBLISH: reading it pauses while the broker is backlogged.
     pub publisher: bool,
+    /// The topic of its last PUBLISH, shared by the next one to the same topic (no allocation).
+    pub last_topic: Option<Arc<str>>,
     pub keep_alive: u16,
     /// When the connection is closed unless a packet arrives: 1.5 × keep alive after the last packet
     /// [MQTT-3.1.2-24], or the CONNECT timeout before CONNECT. `None`: keep alive 0.
@@ -75,6 +78,7 @@ impl Conn {
             dirty: false,
             in_ready: false,
             publisher: false,
+            last_topic: None,
             keep_alive: 0,
             deadline: Some(connect_deadline),
             timer_at: None,

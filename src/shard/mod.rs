@@ -159,6 +159,9 @@ pub struct Shard {
     pressured_sessions: usize,
     /// (start of the current second, QoS 2 completion events emitted in it).
     qos2_events: (Instant, u32),
+    /// Wall-clock time of the bytes being parsed: the publish time of the messages they carry (one
+    /// clock read per socket read, not per message).
+    wall: SystemTime,
 }
 
 impl Shard {
@@ -176,6 +179,7 @@ impl Shard {
             throttled: false,
             pressured_sessions: 0,
             qos2_events: (Instant::now(), 0),
+            wall: SystemTime::now(),
         }
     }
 
@@ -464,6 +468,7 @@ impl Shard {
     ) -> usize {
         let max = self.cx.settings.limits.max_packet_size;
         let mut pos = 0;
+        self.wall = SystemTime::now();
         loop {
             let Some(c) = self.conns.get_mut(slot, gen) else {
                 return pos;
@@ -500,7 +505,17 @@ impl Shard {
             }
             let bytes = &rest[..frame.total_len()];
             pos += frame.total_len();
-            match protocol::decode(&frame, bytes) {
+            let decoded = protocol::decode_reusing(&frame, bytes, c.last_topic.as_ref());
+            if let Ok(Packet::Publish(p)) = &decoded {
+                if !c
+                    .last_topic
+                    .as_ref()
+                    .is_some_and(|t| Arc::ptr_eq(t, &p.topic))
+                {
+                    c.last_topic = Some(p.topic.clone());
+                }
+            }
+            match decoded {
                 Ok(packet) => self.on_packet(slot, gen, packet, out, now),
                 Err(e) => {
                     if connecting && e.is_unsupported_protocol_level() {
@@ -919,6 +934,7 @@ impl Shard {
     }
 
     fn publish_will(&mut self, client: &ClientId, will: LastWill, out: &mut Outbox) {
+        self.wall = SystemTime::now();
         let (topic, qos, retain) = (will.topic.clone(), will.qos.as_u8(), will.retain);
         let msg = Publish {
             dup: false,
@@ -970,7 +986,7 @@ impl Shard {
             qos: p.qos,
             retain: p.retain,
             publisher: client.clone(),
-            time: SystemTime::now(),
+            time: self.wall,
         };
         self.cx.metrics.message_in();
         out.push(
