@@ -64,6 +64,7 @@ impl Worker {
                 };
                 stop |= self.on_message(msg, now);
                 self.drain_local();
+                self.out.flush_full(&self.peers);
             }
             inbox_backlog = !self.inbox.is_empty();
             self.shard.set_throttled(self.congested());
@@ -80,6 +81,7 @@ impl Worker {
                     now,
                 );
                 stop |= self.after_reads(now);
+                self.out.flush_full(&self.peers);
             }
             self.shard.continue_reads(&mut self.out, now);
             stop |= self.after_reads(now);

@@ -195,6 +195,9 @@ impl WorkerHandle {
     }
 }
 
+/// Envelopes per batch beyond which a batch is sent before the end of the turn.
+const BATCH_MAX: usize = 1024;
+
 /// Envelopes produced during one loop turn, grouped by destination worker.
 pub struct Outbox {
     me: usize,
@@ -238,18 +241,40 @@ impl Outbox {
         }
     }
 
-    pub fn handoff(&mut self, dest: usize, h: Box<Handoff>) {
-        self.handoffs.push((dest, h));
-    }
-
-    /// Sends each destination's batch and wakes each destination once.
-    pub fn flush(&mut self, peers: &[WorkerHandle]) {
-        self.cost = 0;
+    /// Handoffs go before the envelopes of the same turn, as they always have.
+    fn send_handoffs(&mut self, peers: &[WorkerHandle]) {
         for (dest, h) in self.handoffs.drain(..) {
             if !peers[dest].send(WorkerMsg::Handoff(h)) {
                 log::warn!("worker {dest} has stopped; a handed-off connection is dropped");
             }
         }
+    }
+
+    pub fn handoff(&mut self, dest: usize, h: Box<Handoff>) {
+        self.handoffs.push((dest, h));
+    }
+
+    /// Sends the batches that have grown to [`BATCH_MAX`] envelopes, mid-turn: the destination starts
+    /// on them sooner, and no turn builds (and then frees on another thread) one huge batch.
+    pub fn flush_full(&mut self, peers: &[WorkerHandle]) {
+        if self.remote.iter().all(|b| b.len() < BATCH_MAX) {
+            return;
+        }
+        self.send_handoffs(peers);
+        for (dest, batch) in self.remote.iter_mut().enumerate() {
+            if batch.len() >= BATCH_MAX {
+                let batch = std::mem::replace(batch, Vec::with_capacity(BATCH_MAX));
+                if peers[dest].send_batch_quiet(batch) {
+                    peers[dest].wake();
+                }
+            }
+        }
+    }
+
+    /// Sends each destination's batch and wakes each destination once.
+    pub fn flush(&mut self, peers: &[WorkerHandle]) {
+        self.cost = 0;
+        self.send_handoffs(peers);
         for (dest, batch) in self.remote.iter_mut().enumerate() {
             if batch.is_empty() {
                 continue;
