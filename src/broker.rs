@@ -111,7 +111,11 @@ impl Broker {
         }
         let peers: Arc<[WorkerHandle]> = peers.into();
         let metrics: Vec<Arc<WorkerMetrics>> = (0..n).map(|_| Arc::default()).collect();
-        let auth = AuthPool::start(settings.auth_threads, settings.users.clone())?;
+        let auth = AuthPool::start(
+            settings.auth_threads,
+            settings.users.clone(),
+            settings.auth_cache,
+        )?;
 
         let mut workers = Vec::with_capacity(n);
         for (i, (poll, inbox)) in polls.into_iter().zip(inboxes).enumerate() {

@@ -17,6 +17,7 @@ use crate::topic::TopicList;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:1883";
 pub const DEFAULT_LOG_LEVEL: &str = "info";
+pub const DEFAULT_AUTH_CACHE_SECS: u64 = 300;
 /// The largest packet MQTT can express (remaining length 268,435,455 plus a 5-byte fixed header).
 pub const MQTT_MAX_PACKET_SIZE: usize = 268_435_460;
 pub const DEFAULT_MAX_PACKET_SIZE: usize = 1024 * 1024;
@@ -78,6 +79,8 @@ pub struct RawAuth {
     pub password_file: Option<String>,
     /// 0 means half the cores (at least one).
     pub threads: usize,
+    /// Seconds a verified login is remembered (0: every login is checked with bcrypt).
+    pub cache_secs: u64,
 }
 
 impl Default for RawAuth {
@@ -87,6 +90,7 @@ impl Default for RawAuth {
             users: Vec::new(),
             password_file: None,
             threads: 0,
+            cache_secs: DEFAULT_AUTH_CACHE_SECS,
         }
     }
 }
@@ -210,6 +214,8 @@ pub struct Settings {
     /// cannot delete: config.ron is never rewritten, to keep its comments.
     pub config_users: Vec<String>,
     pub auth_threads: usize,
+    /// How long a login verified with bcrypt is remembered; zero turns the cache off.
+    pub auth_cache: Duration,
     pub enforce_topics: bool,
     pub topics: TopicList,
     /// Where topic-list changes made at run time are saved; loaded instead of `topics.list` when present.
@@ -229,6 +235,7 @@ impl Default for Settings {
             password_file: None,
             config_users: Vec::new(),
             auth_threads: (available_cores() / 2).max(1),
+            auth_cache: Duration::from_secs(DEFAULT_AUTH_CACHE_SECS),
             enforce_topics: false,
             topics: TopicList::default(),
             topics_state_file: None,
@@ -486,6 +493,7 @@ impl Settings {
             allow_anonymous: raw.auth.allow_anonymous,
             users,
             auth_threads,
+            auth_cache: Duration::from_secs(raw.auth.cache_secs),
             enforce_topics: raw.topics.enforce,
             topics,
             topics_state_file: raw.topics.state_file.as_ref().map(|f| base.join(f)),

@@ -57,9 +57,15 @@ pub struct Broker {
 }
 
 impl Broker {
-    pub fn start(kind: Kind, setup: &Setup<'_>, auth: Option<&Accounts>) -> Result<Broker, String> {
+    /// `login_cache`: shardmq's `auth.cache_secs` at its default (else 0); Mosquitto has no such cache.
+    pub fn start(
+        kind: Kind,
+        setup: &Setup<'_>,
+        auth: Option<&Accounts>,
+        login_cache: bool,
+    ) -> Result<Broker, String> {
         match kind {
-            Kind::Shardmq => start_shardmq(setup, auth),
+            Kind::Shardmq => start_shardmq(setup, auth, login_cache),
             Kind::Mosquitto => {
                 // The port is picked by binding port 0 and releasing it; another process may take it
                 // meanwhile, so try a few.
@@ -119,7 +125,11 @@ fn log_tail(path: &Path) -> String {
     }
 }
 
-fn start_shardmq(setup: &Setup<'_>, auth: Option<&Accounts>) -> Result<Broker, String> {
+fn start_shardmq(
+    setup: &Setup<'_>,
+    auth: Option<&Accounts>,
+    login_cache: bool,
+) -> Result<Broker, String> {
     let mut users = String::new();
     if let Some(a) = auth {
         for ((name, _), hash) in a.users.iter().zip(&a.bcrypt) {
@@ -130,10 +140,11 @@ fn start_shardmq(setup: &Setup<'_>, auth: Option<&Accounts>) -> Result<Broker, S
     }
     let config = format!(
         "(\n    listen: \"127.0.0.1:0\",\n    threads: {threads},\n    log_level: \"warn\",\n    \
-         auth: (\n        allow_anonymous: {anon},\n        users: [\n{users}        ],\n    ),\n    \
+         auth: (\n        allow_anonymous: {anon},\n        cache_secs: {cache},\n        users: [\n{users}        ],\n    ),\n    \
          limits: (\n        max_inflight: {MAX_INFLIGHT},\n        max_queued_messages: {MAX_QUEUED},\n    ),\n)\n",
         threads = setup.threads,
         anon = auth.is_none(),
+        cache = if login_cache { 300 } else { 0 },
     );
     let path = setup.workdir.join("shardmq.ron");
     std::fs::write(&path, config).map_err(|e| format!("{}: {e}", path.display()))?;

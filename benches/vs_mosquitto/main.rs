@@ -246,11 +246,13 @@ fn run(args: &Args, selected: Vec<Scenario>) -> Result<(), String> {
     }
     if selected
         .iter()
-        .any(|s| matches!(s.kind, scenarios::Kind::Login))
+        .any(|s| matches!(s.kind, scenarios::Kind::Login { .. }))
     {
         notes.push(
-            "login: shardmq checks bcrypt (cost 10); Mosquitto checks its own sha512-pbkdf2 hashes \
-             (mosquitto_passwd), which are far cheaper"
+            "login: shardmq's accounts are bcrypt (cost 10); in `login` it remembers verified logins \
+             (auth.cache_secs, the default), so only each account's first login (in the warm-up) costs \
+             bcrypt; `login-uncached` checks bcrypt on every login. Mosquitto checks its own \
+             sha512-pbkdf2 hashes (mosquitto_passwd), which are far cheaper, and caches nothing"
                 .into(),
         );
     }
@@ -319,7 +321,7 @@ fn run_all(
     };
     let accounts = if selected
         .iter()
-        .any(|s| matches!(s.kind, scenarios::Kind::Login))
+        .any(|s| matches!(s.kind, scenarios::Kind::Login { .. }))
     {
         eprintln!(
             "vs_mosquitto: hashing {} passwords (bcrypt cost 10)",

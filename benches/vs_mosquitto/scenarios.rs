@@ -25,12 +25,29 @@ const RSS_CAP_KIB: u64 = 4 << 20;
 
 #[derive(Clone, Debug)]
 pub enum Kind {
-    Pairs { n: usize, qos: u8, payload: usize },
-    FanOut { subs: usize },
-    FanIn { pubs: usize },
-    Latency { pairs: usize, rate: f64 },
-    Connections { n: usize },
-    Login,
+    Pairs {
+        n: usize,
+        qos: u8,
+        payload: usize,
+    },
+    FanOut {
+        subs: usize,
+    },
+    FanIn {
+        pubs: usize,
+    },
+    Latency {
+        pairs: usize,
+        rate: f64,
+    },
+    Connections {
+        n: usize,
+    },
+    /// `cached`: shardmq remembers verified logins (`auth.cache_secs`), as by default; otherwise every
+    /// login is a full bcrypt check.
+    Login {
+        cached: bool,
+    },
     SlowSubscriber,
 }
 
@@ -99,7 +116,13 @@ pub fn all() -> Vec<Scenario> {
         about: format!(
             "{LOGIN_CONCURRENCY} clients connect, log in ({LOGIN_USERS} accounts), disconnect, repeat: logins/s"
         ),
-        kind: Kind::Login,
+        kind: Kind::Login { cached: true },
+    });
+    v.push(Scenario {
+        name: "login-uncached".into(),
+        about: "as login, with shardmq's login cache off (auth.cache_secs: 0): a bcrypt check per login"
+            .into(),
+        kind: Kind::Login { cached: false },
     });
     v.push(Scenario {
         name: "slow-subscriber".into(),
@@ -227,7 +250,7 @@ fn plan(kind: &Kind, accounts: Option<&Accounts>) -> Plan {
             expects.resize(n, vec![]);
             (0, 0, 0)
         }
-        Kind::Login => {
+        Kind::Login { .. } => {
             for i in 0..LOGIN_CONCURRENCY {
                 let login = accounts.map(|a| a.users[i % a.users.len()].clone());
                 roles.push(Role::Churn { login });
@@ -399,11 +422,14 @@ fn execute(
     run: usize,
     res: &mut RunResult,
 ) -> Result<(), String> {
-    let login = matches!(scn.kind, Kind::Login);
+    let (login, cached) = match scn.kind {
+        Kind::Login { cached } => (true, cached),
+        _ => (false, true),
+    };
     if login && accounts.is_none() {
         return Err("no accounts for the login scenario".into());
     }
-    let broker = Broker::start(kind, setup, if login { accounts } else { None })?;
+    let broker = Broker::start(kind, setup, if login { accounts } else { None }, cached)?;
     if matches!(scn.kind, Kind::Connections { .. }) {
         if let Some(n) = broker.nofile() {
             if n < 11_000 {

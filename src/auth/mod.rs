@@ -8,16 +8,19 @@
 //!
 //! The credential table is the one piece of state shared under a lock: pool threads read it for every
 //! check, and only the admin API writes it (rarely), so a `RwLock` is simpler than routing every check to
-//! a single owner thread.
+//! a single owner thread. The pool threads also share the [`VerifiedCache`] of recent good logins, so
+//! that a device reconnecting with the password it used a minute ago does not pay bcrypt again.
 
 pub mod passwd;
 
 use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 
 use crate::shard::ConnRef;
 use crate::worker::{WorkerHandle, WorkerMsg};
@@ -50,8 +53,14 @@ pub struct AuthPool {
 }
 
 impl AuthPool {
-    pub fn start(n: usize, users: Vec<(String, String)>) -> std::io::Result<AuthPool> {
+    /// `cache`: how long a verified login is remembered (zero: never).
+    pub fn start(
+        n: usize,
+        users: Vec<(String, String)>,
+        cache: Duration,
+    ) -> std::io::Result<AuthPool> {
         let users: UserTable = Arc::new(RwLock::new(users.into_iter().collect()));
+        let cache = Arc::new(VerifiedCache::new(cache));
         let (jobs, rx) = crossbeam_channel::bounded(QUEUE_CAPACITY);
         // Verifying unknown users against a real hash keeps their refusal as slow as a wrong password's,
         // so response time does not reveal which user names exist.
@@ -63,12 +72,14 @@ impl AuthPool {
             let rx: Receiver<AuthJob> = rx.clone();
             let users = users.clone();
             let decoy = decoy.clone();
+            let cache = cache.clone();
             threads.push(
                 std::thread::Builder::new()
                     .name(format!("auth-{i}"))
                     .spawn(move || {
                         for job in rx {
-                            let verdict = verify(&users, &decoy, &job.username, &job.password);
+                            let verdict =
+                                verify(&users, &cache, &decoy, &job.username, &job.password);
                             // A worker that has shut down no longer needs the answer.
                             job.reply_to.send(WorkerMsg::AuthDone {
                                 conn: job.conn,
@@ -119,18 +130,152 @@ impl AuthHandle {
     }
 }
 
-fn verify(users: &UserTable, decoy: &str, username: &str, password: &[u8]) -> Verdict {
+fn verify(
+    users: &UserTable,
+    cache: &VerifiedCache,
+    decoy: &str,
+    username: &str,
+    password: &[u8],
+) -> Verdict {
     let hash = users.read().get(username).cloned();
-    let ok = match &hash {
-        Some(h) => bcrypt::verify(password, h).unwrap_or(false),
-        None => {
-            let _ = bcrypt::verify(password, decoy);
-            false
-        }
+    let Some(hash) = hash else {
+        let _ = bcrypt::verify(password, decoy);
+        return Verdict::BadCredentials;
     };
-    if ok {
+    if cache.knows(username, &hash, password) {
+        return Verdict::Accepted;
+    }
+    if bcrypt::verify(password, &hash).unwrap_or(false) {
+        cache.remember(username, hash, password, || users.read().len());
         Verdict::Accepted
     } else {
         Verdict::BadCredentials
+    }
+}
+
+/// Logins verified with bcrypt in the last `ttl`, by user name. An entry holds the bcrypt hash it was
+/// verified against, so a password changed or an account deleted since no longer matches, and a 64-bit
+/// SipHash of the password keyed with a random per-process key: the cache holds no password, and no
+/// digest that could be checked without that key. Only good logins are remembered: a wrong password
+/// always costs a full bcrypt check, so guessing stays as slow as bcrypt makes it.
+struct VerifiedCache {
+    ttl: Duration,
+    key: RandomState,
+    entries: Mutex<HashMap<String, Verified>>,
+}
+
+struct Verified {
+    hash: String,
+    digest: u64,
+    at: Instant,
+}
+
+impl VerifiedCache {
+    fn new(ttl: Duration) -> VerifiedCache {
+        VerifiedCache {
+            ttl,
+            key: RandomState::new(),
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn digest(&self, username: &str, password: &[u8]) -> u64 {
+        self.key.hash_one((username, password))
+    }
+
+    fn knows(&self, username: &str, hash: &str, password: &[u8]) -> bool {
+        if self.ttl.is_zero() {
+            return false;
+        }
+        let digest = self.digest(username, password);
+        self.entries
+            .lock()
+            .get(username)
+            .is_some_and(|v| v.hash == hash && v.digest == digest && v.at.elapsed() < self.ttl)
+    }
+
+    /// `accounts`: the number of accounts now. More entries than that means some belong to deleted
+    /// accounts (they match nothing any more); expired entries are then swept out, so the cache holds
+    /// about one entry per account.
+    fn remember(
+        &self,
+        username: &str,
+        hash: String,
+        password: &[u8],
+        accounts: impl Fn() -> usize,
+    ) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        let digest = self.digest(username, password);
+        let mut entries = self.entries.lock();
+        entries.insert(
+            username.to_string(),
+            Verified {
+                hash,
+                digest,
+                at: Instant::now(),
+            },
+        );
+        if entries.len() > accounts() {
+            entries.retain(|_, v| v.at.elapsed() < self.ttl);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(users: &[(&str, &str)]) -> UserTable {
+        let users = users
+            .iter()
+            .map(|(u, p)| (u.to_string(), bcrypt::hash(p, 4).unwrap()))
+            .collect();
+        Arc::new(RwLock::new(users))
+    }
+
+    #[test]
+    fn cache_lets_the_same_password_in_and_nothing_else() {
+        let users = table(&[("ann@example.com", "right")]);
+        let cache = VerifiedCache::new(Duration::from_secs(60));
+        let decoy = bcrypt::hash("decoy", 4).unwrap();
+        let check = |u: &str, p: &str| verify(&users, &cache, &decoy, u, p.as_bytes());
+        assert_eq!(check("ann@example.com", "wrong"), Verdict::BadCredentials);
+        assert!(
+            cache.entries.lock().is_empty(),
+            "a failed login is not remembered"
+        );
+        assert_eq!(check("ann@example.com", "right"), Verdict::Accepted);
+        assert!(cache.knows(
+            "ann@example.com",
+            &users.read()["ann@example.com"],
+            b"right"
+        ));
+        assert_eq!(check("ann@example.com", "wrong"), Verdict::BadCredentials);
+        assert_eq!(check("bob", "right"), Verdict::BadCredentials);
+
+        // A changed password: the old one no longer gets in, although it was remembered.
+        users
+            .write()
+            .insert("ann@example.com".into(), bcrypt::hash("new", 4).unwrap());
+        assert_eq!(check("ann@example.com", "right"), Verdict::BadCredentials);
+        assert_eq!(check("ann@example.com", "new"), Verdict::Accepted);
+
+        // A deleted account: refused, although its last login is remembered.
+        users.write().remove("ann@example.com");
+        assert_eq!(check("ann@example.com", "new"), Verdict::BadCredentials);
+    }
+
+    #[test]
+    fn zero_ttl_remembers_nothing() {
+        let users = table(&[("ann", "right")]);
+        let cache = VerifiedCache::new(Duration::ZERO);
+        let decoy = bcrypt::hash("decoy", 4).unwrap();
+        assert_eq!(
+            verify(&users, &cache, &decoy, "ann", b"right"),
+            Verdict::Accepted
+        );
+        assert!(cache.entries.lock().is_empty());
     }
 }

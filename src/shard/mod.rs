@@ -241,19 +241,18 @@ impl Shard {
     pub fn on_socket_event(
         &mut self,
         slot: usize,
-        readable: bool,
-        writable: bool,
+        ev: SocketEvent,
         out: &mut Outbox,
         now: Instant,
     ) {
         let Some((gen, _)) = self.conns.current(slot) else {
             return;
         };
-        if writable {
+        if ev.writable {
             self.flush_conn(slot, gen, out);
         }
-        if readable {
-            self.read_conn(slot, gen, out, now);
+        if ev.readable || ev.closing {
+            self.read_conn(slot, gen, out, now, ev.closing);
         }
     }
 
@@ -265,7 +264,7 @@ impl Shard {
             };
             if let Some(c) = self.conns.get_mut(slot, gen) {
                 c.in_ready = false;
-                self.read_conn(slot, gen, out, now);
+                self.read_conn(slot, gen, out, now, true);
             }
         }
     }
@@ -377,8 +376,26 @@ impl Shard {
 
 // ----- reading and parsing ---------------------------------------------------------------------------
 
+/// What one readiness event reports for a connection.
+#[derive(Clone, Copy, Debug)]
+pub struct SocketEvent {
+    pub readable: bool,
+    pub writable: bool,
+    /// The peer closed its sending side, or the socket has an error.
+    pub closing: bool,
+}
+
 impl Shard {
-    fn read_conn(&mut self, slot: usize, gen: u32, out: &mut Outbox, now: Instant) {
+    /// `until_blocked`: read until the socket says WouldBlock (or EOF) even after a short read: the
+    /// event already reported the peer's close (no later event will), or there is no event at all.
+    fn read_conn(
+        &mut self,
+        slot: usize,
+        gen: u32,
+        out: &mut Outbox,
+        now: Instant,
+        until_blocked: bool,
+    ) {
         let mut scratch = std::mem::take(&mut self.scratch);
         let mut budget = READ_BUDGET;
         while let Some(c) = self.conns.get_mut(slot, gen) {
@@ -416,10 +433,10 @@ impl Shard {
                         self.parse_buffered(slot, gen, out, now);
                     }
                     self.after_parse(slot, gen, out, now);
-                    if n < scratch.len() {
+                    if n < scratch.len() && !until_blocked {
                         // A short read drained the socket: the edge-triggered poll reports the next
-                        // bytes as a new event (epoll(7)), so the read that would say WouldBlock is
-                        // saved, one system call per event.
+                        // bytes, or the peer's close, as a new event (epoll(7)), so the read that would
+                        // say WouldBlock is saved, one system call per event.
                         break;
                     }
                     budget = budget.saturating_sub(n);

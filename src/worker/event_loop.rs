@@ -9,7 +9,7 @@ use mio::{Events, Poll, Token};
 
 use super::{Control, Envelope, Outbox, WorkerHandle, WorkerMsg};
 use crate::partition::Partition;
-use crate::shard::Shard;
+use crate::shard::{Shard, SocketEvent};
 
 /// The waker's token, clear of slab indices.
 pub const WAKER_TOKEN: Token = Token(usize::MAX);
@@ -72,14 +72,13 @@ impl Worker {
                 if ev.token() == WAKER_TOKEN {
                     continue;
                 }
-                let readable = ev.is_readable() || ev.is_read_closed() || ev.is_error();
-                self.shard.on_socket_event(
-                    ev.token().0,
-                    readable,
-                    ev.is_writable(),
-                    &mut self.out,
-                    now,
-                );
+                let sev = SocketEvent {
+                    readable: ev.is_readable(),
+                    writable: ev.is_writable(),
+                    closing: ev.is_read_closed() || ev.is_error(),
+                };
+                self.shard
+                    .on_socket_event(ev.token().0, sev, &mut self.out, now);
                 stop |= self.after_reads(now);
                 self.out.flush_full(&self.peers);
             }
