@@ -40,15 +40,17 @@ use crate::worker::{Envelope, Handoff, Outbox, WorkerHandle, WorkerMsg};
 use conn::{Conn, Phase, Slab};
 use crossbeam_channel::Receiver;
 
+/// Bytes asked for by one read.
+const READ_SIZE: usize = 128 * 1024;
 /// Bytes read from one connection per turn before others get theirs.
-const READ_BUDGET: usize = 64 * 1024;
+const READ_BUDGET: usize = READ_SIZE;
 /// Envelope cost one loop turn may produce before publishers wait for the next turn (bounds the
 /// overshoot past the inbox high-water mark when one publish fans out to thousands).
 const TURN_OUTPUT_BUDGET: usize = 4 << 20;
 /// A subscriber's pending bytes beyond which it is written at once instead of at the end of the turn.
 const EARLY_FLUSH: usize = 64 * 1024;
-/// The worker's shared read buffer.
-const SCRATCH_SIZE: usize = 64 * 1024;
+/// The worker's shared read buffer: one read, after the carried-over start of a packet.
+const SCRATCH_SIZE: usize = 2 * READ_SIZE;
 /// Write buffers larger than this are released once flushed, so idle connections hold none.
 const KEEP_WBUF_CAPACITY: usize = 4096;
 /// QoS 2 completion events per worker and second (see `Shard::qos2_event`).
@@ -413,7 +415,16 @@ impl Shard {
                 self.mark_ready(slot, gen);
                 break;
             }
-            match c.stream.read(&mut scratch) {
+            // The start of a packet carried over from the last read goes in front of the new bytes, so
+            // the packet completes in the scratch buffer: the carried part is copied once, rather than
+            // every byte read being appended to the connection's own buffer. (The copy stays in `rbuf`
+            // until the read succeeds.) A longer carried part, of a packet larger than a read, is
+            // completed in `rbuf` instead.
+            let carried = c.rbuf.len();
+            let in_scratch = carried <= SCRATCH_SIZE - READ_SIZE;
+            let start = if in_scratch { carried } else { 0 };
+            scratch[..start].copy_from_slice(&c.rbuf[..start]);
+            match c.stream.read(&mut scratch[start..start + READ_SIZE]) {
                 Ok(0) => {
                     self.close(slot, gen, CloseReason::PeerClosed, out);
                     break;
@@ -422,18 +433,23 @@ impl Shard {
                     self.cx.metrics.add_bytes_in(n);
                     self.early
                         .extend(self.cx.inbox.try_iter().take(EARLY_LIMIT));
-                    if c.rbuf.is_empty() {
-                        // The common case: whole packets in the scratch buffer, no copy.
-                        let used = self.parse(slot, gen, &scratch[..n], out, now);
+                    if in_scratch {
+                        c.rbuf.clear();
+                        let end = start + n;
+                        let used = self.parse(slot, gen, &scratch[..end], out, now);
                         if let Some(c) = self.conns.get_mut(slot, gen) {
-                            c.rbuf.extend_from_slice(&scratch[used..n]);
+                            c.rbuf.extend_from_slice(&scratch[used..end]);
+                            if c.rbuf.is_empty() {
+                                // Idle connections hold no read buffer.
+                                c.rbuf = Vec::new();
+                            }
                         }
                     } else {
                         c.rbuf.extend_from_slice(&scratch[..n]);
                         self.parse_buffered(slot, gen, out, now);
                     }
                     self.after_parse(slot, gen, out, now);
-                    if n < scratch.len() && !until_blocked {
+                    if n < READ_SIZE && !until_blocked {
                         // A short read drained the socket: the edge-triggered poll reports the next
                         // bytes, or the peer's close, as a new event (epoll(7)), so the read that would
                         // say WouldBlock is saved, one system call per event.
