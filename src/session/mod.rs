@@ -119,7 +119,11 @@ impl Session {
             let pid = self.start(msg, qos, retain);
             return Offer::Send(Some(pid));
         }
-        if self.queue.len() >= max_queued {
+        // `max_queued` caps an offline session's queue. A connected session's queue is held near half
+        // of it by pausing publishers, but that pause reaches the workers reading them only after the
+        // messages already on their way (bounded by the inbox backlog limit): those are queued too,
+        // never dropped, since their publishers already have their PUBACK or PUBREC.
+        if !online && self.queue.len() >= max_queued {
             self.dropped += 1;
             return Offer::Dropped;
         }
@@ -241,7 +245,7 @@ mod tests {
     }
 
     #[test]
-    fn window_then_queue_then_drop_and_order_is_kept() {
+    fn window_then_queue_then_drop_offline_and_order_is_kept() {
         let mut s = Session::new("c".into(), 1, false);
         assert_eq!(
             s.offer(msg(1), QoS::AtLeastOnce, false, true, 2, 2),
@@ -259,11 +263,19 @@ mod tests {
             s.offer(msg(4), QoS::AtLeastOnce, false, true, 2, 2),
             Offer::Queued
         );
+        // Connected: past the limit still queued (publishers are being paused meanwhile).
         assert_eq!(
             s.offer(msg(5), QoS::AtLeastOnce, false, true, 2, 2),
+            Offer::Queued
+        );
+        assert_eq!(s.dropped, 0);
+        // Offline: the limit drops, and counts.
+        assert_eq!(
+            s.offer(msg(6), QoS::AtLeastOnce, false, false, 2, 2),
             Offer::Dropped
         );
         assert_eq!(s.dropped, 1);
+        assert_eq!(s.queued_len(), 3);
         assert!(s.next_queued(2).is_none(), "window full");
         assert!(s.on_puback(pid(1)));
         assert!(!s.on_puback(pid(1)), "a second PUBACK matches nothing");

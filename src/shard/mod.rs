@@ -53,6 +53,11 @@ const EARLY_FLUSH: usize = 64 * 1024;
 const SCRATCH_SIZE: usize = 2 * READ_SIZE;
 /// Write buffers larger than this are released once flushed, so idle connections hold none.
 const KEEP_WBUF_CAPACITY: usize = 4096;
+/// Messages waiting for a connected session beyond which publishers pause (when half of
+/// `max_queued_messages` is more). A deep queue for a connected subscriber buys no throughput, since
+/// its in-flight window paces it, only memory and delay: a large `max_queued_messages` is for sessions
+/// while they are offline.
+const PRESSURE_QUEUED: usize = 1024;
 /// QoS 2 completion events per worker and second (see `Shard::qos2_event`).
 const QOS2_EVENTS_PER_SEC: u32 = 20;
 /// Inbox messages taken in after one read; the rest wait for the worker's normal inbox turn.
@@ -1239,16 +1244,18 @@ impl Shard {
         }
     }
 
-    /// Moves queued messages into the in-flight window as acknowledgements free it.
     /// Keeps `pressured_sessions` and this worker's pressure flag in step with one session: pressured
-    /// while connected with more than half of `max_queued_messages` waiting. Offline sessions never
-    /// count: nothing could drain them, so they drop (and count) what overflows instead.
+    /// once connected with more than half of `max_queued_messages` (at most [`PRESSURE_QUEUED`])
+    /// waiting, and until that is down to a half again, so publishers resume while the queue still
+    /// holds work for the subscriber. Offline sessions never count: nothing could drain them, so they
+    /// drop (and count) what overflows instead.
     fn update_pressure(&mut self, client: &ClientId) {
-        let soft = self.cx.settings.limits.max_queued_messages / 2;
+        let high = (self.cx.settings.limits.max_queued_messages / 2).min(PRESSURE_QUEUED);
         let Some(s) = self.sessions.get_mut(client) else {
             return;
         };
-        let now = s.conn.is_some() && s.queued_len() > soft;
+        let limit = if s.pressured { high / 2 } else { high };
+        let now = s.conn.is_some() && s.queued_len() > limit;
         if now != s.pressured {
             s.pressured = now;
             if now {
@@ -1260,6 +1267,7 @@ impl Shard {
         }
     }
 
+    /// Moves queued messages into the in-flight window as acknowledgements free it.
     fn fill_window(&mut self, client: &ClientId) {
         let max_inflight = self.cx.settings.limits.max_inflight;
         let Some(session) = self.sessions.get_mut(client) else {

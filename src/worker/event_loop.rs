@@ -37,6 +37,7 @@ impl Worker {
         let mut events = Events::with_capacity(1024);
         let mut inbox_backlog = false;
         let mut stop = false;
+        let mut pressured = false;
         loop {
             let now = Instant::now();
             let timeout = if inbox_backlog || self.shard.has_pending_work() {
@@ -93,6 +94,16 @@ impl Worker {
             self.shard.flush_writes(&mut self.out);
             self.drain_local();
             self.out.flush(&self.peers);
+            let pressure = self.peers[self.me].pressure();
+            if pressured && !pressure {
+                // Workers holding back publishers re-check only on a timer; tell them now.
+                for (i, peer) in self.peers.iter().enumerate() {
+                    if i != self.me {
+                        peer.wake();
+                    }
+                }
+            }
+            pressured = pressure;
             if stop {
                 self.shard.shutdown();
                 return Ok(());
