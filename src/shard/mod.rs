@@ -56,8 +56,9 @@ const KEEP_WBUF_CAPACITY: usize = 4096;
 /// Messages waiting for a connected session beyond which publishers pause (when half of
 /// `max_queued_messages` is more). A deep queue for a connected subscriber buys no throughput, since
 /// its in-flight window paces it, only memory and delay: a large `max_queued_messages` is for sessions
-/// while they are offline.
-const PRESSURE_QUEUED: usize = 1024;
+/// while they are offline. Not much less either: the pause is broker-wide, and while one queue is over
+/// it the others must hold enough to keep their subscribers busy (1024 starved them in the bench).
+const PRESSURE_QUEUED: usize = 8192;
 /// QoS 2 completion events per worker and second (see `Shard::qos2_event`).
 const QOS2_EVENTS_PER_SEC: u32 = 20;
 /// Inbox messages taken in after one read; the rest wait for the worker's normal inbox turn.

@@ -40,6 +40,11 @@ impl Worker {
         let mut pressured = false;
         loop {
             let now = Instant::now();
+            if self.shard.has_throttled_reads() {
+                // The congestion may have cleared during the last turn (this worker's own subscriber
+                // caught up): then read the held-back publishers now rather than after a timer.
+                self.shard.set_throttled(self.congested());
+            }
             let timeout = if inbox_backlog || self.shard.has_pending_work() {
                 Some(Duration::ZERO)
             } else if self.shard.has_throttled_reads() {

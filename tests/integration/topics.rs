@@ -118,7 +118,7 @@ fn a_refused_filter_does_not_affect_the_others_in_the_same_subscribe() {
     p.publish("sensors/a", QoS::AtLeastOnce, false, "1");
     p.publish("chat/general", QoS::AtLeastOnce, false, "2");
     // Two topics, possibly two partitions: MQTT orders messages per topic, not across topics.
-    let mut got = vec![c.next_publish(), c.next_publish()];
+    let mut got = [c.next_publish(), c.next_publish()];
     got.sort_by(|a, b| a.topic.cmp(&b.topic));
     assert_eq!(
         (got[0].topic.as_str(), &got[0].payload[..]),
