@@ -53,6 +53,11 @@ const EARLY_FLUSH: usize = 64 * 1024;
 const SCRATCH_SIZE: usize = 2 * READ_SIZE;
 /// Write buffers larger than this are released once flushed, so idle connections hold none.
 const KEEP_WBUF_CAPACITY: usize = 4096;
+/// Released write buffers up to this capacity, and up to this many, are kept per worker for reuse:
+/// a subscriber of large messages would otherwise allocate (and the kernel zero) a fresh buffer for
+/// each one. At most 4 MiB per worker.
+const SPARE_WBUF_CAPACITY: usize = 256 * 1024;
+const SPARE_WBUFS: usize = 16;
 /// Messages waiting for a connected session beyond which publishers pause (when half of
 /// `max_queued_messages` is more). A deep queue for a connected subscriber buys no throughput, since
 /// its in-flight window paces it, only memory and delay: a large `max_queued_messages` is for sessions
@@ -167,6 +172,8 @@ pub struct Shard {
     pressured_sessions: usize,
     /// (start of the current second, QoS 2 completion events emitted in it).
     qos2_events: (Instant, u32),
+    /// Empty write buffers with their capacity, for reuse (see [`SPARE_WBUFS`]).
+    spare_wbufs: Vec<Vec<u8>>,
     /// Wall-clock time of the bytes being parsed: the publish time of the messages they carry (one
     /// clock read per socket read, not per message).
     wall: SystemTime,
@@ -188,6 +195,7 @@ impl Shard {
             pressured_sessions: 0,
             qos2_events: (Instant::now(), 0),
             wall: SystemTime::now(),
+            spare_wbufs: Vec::new(),
         }
     }
 
@@ -1211,6 +1219,7 @@ impl Shard {
         ) {
             Offer::Send(pid) => {
                 if let Some((slot, gen, c)) = conn.as_mut() {
+                    reuse_spare(&mut self.spare_wbufs, c, d.msg.payload.len());
                     queue_publish(
                         c,
                         &mut self.dirty,
@@ -1281,6 +1290,7 @@ impl Shard {
             return;
         };
         while let Some(o) = session.next_queued(max_inflight) {
+            reuse_spare(&mut self.spare_wbufs, c, o.msg.payload.len());
             queue_outgoing(c, &mut self.dirty, slot, gen, &o, false);
             self.cx.metrics.message_out();
         }
@@ -1324,7 +1334,14 @@ impl Shard {
         let pending = !c.wbuf.is_empty();
         if !pending && (c.wbuf.capacity() > KEEP_WBUF_CAPACITY || !c.publisher) {
             // Idle connections hold no write buffer; a busy publisher keeps a small one for its acks.
-            c.wbuf = Vec::new();
+            // A large one goes to the worker's spares, for the next connection that writes a lot.
+            let buf = std::mem::take(&mut c.wbuf);
+            if buf.capacity() > KEEP_WBUF_CAPACITY
+                && buf.capacity() <= SPARE_WBUF_CAPACITY
+                && self.spare_wbufs.len() < SPARE_WBUFS
+            {
+                self.spare_wbufs.push(buf);
+            }
         }
         if pending != c.write_interest {
             let interest = if pending {
@@ -1354,6 +1371,15 @@ fn queue_packet(
 ) {
     protocol::encode(packet, &mut c.wbuf);
     mark_dirty(c, dirty, slot, gen);
+}
+
+/// Gives a connection with no write buffer a spare one before it writes a large message.
+fn reuse_spare(spares: &mut Vec<Vec<u8>>, c: &mut Conn, payload: usize) {
+    if c.wbuf.capacity() == 0 && payload > KEEP_WBUF_CAPACITY {
+        if let Some(buf) = spares.pop() {
+            c.wbuf = buf;
+        }
+    }
 }
 
 fn mark_dirty(c: &mut Conn, dirty: &mut Vec<(usize, u32)>, slot: usize, gen: u32) {
