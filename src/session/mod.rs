@@ -3,9 +3,10 @@
 //! but not yet released. Pure state owned by the client id's home shard; the shard does the I/O.
 //!
 //! Outbound flow control: at most `max_inflight` QoS 1/2 messages await acknowledgement; the rest wait in
-//! `queue` (in order), up to `max_queued_messages`. When the queue is full the *new* message is dropped and
-//! counted in `dropped` (the policy Mosquitto also follows); QoS 0 messages are never queued for an offline
-//! client.
+//! `queue` (in order). An offline session's queue holds up to `max_queued_messages`: when it is full the
+//! *new* message is dropped and counted in `dropped` (the policy Mosquitto also follows); QoS 0 messages
+//! are never queued for an offline client. A connected session's queue is kept short by the shard, which
+//! pauses publishers, and never drops.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::num::NonZeroU16;
@@ -61,6 +62,8 @@ pub struct Session {
     pub username: Option<String>,
     inflight: VecDeque<Outgoing>,
     queue: VecDeque<Queued>,
+    /// Payload bytes in `queue`, for the pressure limit on large messages.
+    queued_bytes: usize,
     /// QoS 2 packet ids received (PUBREC sent) whose PUBREL has not arrived: a resend with DUP is not
     /// routed again, so subscribers get the message exactly once.
     incoming_qos2: Vec<u16>,
@@ -82,6 +85,7 @@ impl Session {
             username: None,
             inflight: VecDeque::new(),
             queue: VecDeque::new(),
+            queued_bytes: 0,
             incoming_qos2: Vec::new(),
             next_pid: 0,
             dropped: 0,
@@ -95,6 +99,10 @@ impl Session {
 
     pub fn queued_len(&self) -> usize {
         self.queue.len()
+    }
+
+    pub fn queued_bytes(&self) -> usize {
+        self.queued_bytes
     }
 
     /// Offers a message for delivery. `online` says whether a connection is attached.
@@ -127,6 +135,7 @@ impl Session {
             self.dropped += 1;
             return Offer::Dropped;
         }
+        self.queued_bytes += msg.payload.len();
         self.queue.push_back(Queued { msg, qos, retain });
         Offer::Queued
     }
@@ -137,6 +146,7 @@ impl Session {
             return None;
         }
         let q = self.queue.pop_front()?;
+        self.queued_bytes -= q.msg.payload.len();
         self.start(q.msg, q.qos, q.retain);
         self.inflight.back().cloned()
     }
@@ -276,12 +286,14 @@ mod tests {
         );
         assert_eq!(s.dropped, 1);
         assert_eq!(s.queued_len(), 3);
+        assert_eq!(s.queued_bytes(), 3, "one payload byte each");
         assert!(s.next_queued(2).is_none(), "window full");
         assert!(s.on_puback(pid(1)));
         assert!(!s.on_puback(pid(1)), "a second PUBACK matches nothing");
         let next = s.next_queued(2).unwrap();
         assert_eq!(next.msg.payload[0], 3);
         assert_eq!(next.pid, pid(3));
+        assert_eq!(s.queued_bytes(), 2);
     }
 
     #[test]

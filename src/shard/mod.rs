@@ -64,6 +64,8 @@ const SPARE_WBUFS: usize = 16;
 /// while they are offline. Not much less either: the pause is broker-wide, and while one queue is over
 /// it the others must hold enough to keep their subscribers busy (1024 starved them in the bench).
 const PRESSURE_QUEUED: usize = 8192;
+/// The same in payload bytes, so that a queue of large messages pauses publishers too.
+const PRESSURE_QUEUED_BYTES: usize = 16 << 20;
 /// QoS 2 completion events per worker and second (see `Shard::qos2_event`).
 const QOS2_EVENTS_PER_SEC: u32 = 20;
 /// Inbox messages taken in after one read; the rest wait for the worker's normal inbox turn.
@@ -1255,8 +1257,9 @@ impl Shard {
     }
 
     /// Keeps `pressured_sessions` and this worker's pressure flag in step with one session: pressured
-    /// once connected with more than half of `max_queued_messages` (at most [`PRESSURE_QUEUED`])
-    /// waiting, and until that is down to a half again, so publishers resume while the queue still
+    /// once connected with more than half of `max_queued_messages` (at most [`PRESSURE_QUEUED`]), or
+    /// more than [`PRESSURE_QUEUED_BYTES`] of payload, waiting, and until that is down to a half again,
+    /// so publishers resume while the queue still
     /// holds work for the subscriber. Offline sessions never count: nothing could drain them, so they
     /// drop (and count) what overflows instead.
     fn update_pressure(&mut self, client: &ClientId) {
@@ -1264,8 +1267,12 @@ impl Shard {
         let Some(s) = self.sessions.get_mut(client) else {
             return;
         };
-        let limit = if s.pressured { high / 2 } else { high };
-        let now = s.conn.is_some() && s.queued_len() > limit;
+        let (limit, bytes) = if s.pressured {
+            (high / 2, PRESSURE_QUEUED_BYTES / 2)
+        } else {
+            (high, PRESSURE_QUEUED_BYTES)
+        };
+        let now = s.conn.is_some() && (s.queued_len() > limit || s.queued_bytes() > bytes);
         if now != s.pressured {
             s.pressured = now;
             if now {
