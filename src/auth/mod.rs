@@ -146,7 +146,9 @@ fn verify(
         return Verdict::Accepted;
     }
     if bcrypt::verify(password, &hash).unwrap_or(false) {
-        cache.remember(username, hash, password, || users.read().len());
+        // Counted before the cache is locked: the two locks are never held together.
+        let accounts = users.read().len();
+        cache.remember(username, hash, password, accounts);
         Verdict::Accepted
     } else {
         Verdict::BadCredentials
@@ -197,13 +199,7 @@ impl VerifiedCache {
     /// `accounts`: the number of accounts now. More entries than that means some belong to deleted
     /// accounts (they match nothing any more); expired entries are then swept out, so the cache holds
     /// about one entry per account.
-    fn remember(
-        &self,
-        username: &str,
-        hash: String,
-        password: &[u8],
-        accounts: impl Fn() -> usize,
-    ) {
+    fn remember(&self, username: &str, hash: String, password: &[u8], accounts: usize) {
         if self.ttl.is_zero() {
             return;
         }
@@ -217,7 +213,7 @@ impl VerifiedCache {
                 at: Instant::now(),
             },
         );
-        if entries.len() > accounts() {
+        if entries.len() > accounts {
             entries.retain(|_, v| v.at.elapsed() < self.ttl);
         }
     }
