@@ -111,6 +111,7 @@ impl Broker {
         }
         let peers: Arc<[WorkerHandle]> = peers.into();
         let metrics: Vec<Arc<WorkerMetrics>> = (0..n).map(|_| Arc::default()).collect();
+        let loads: Arc<[Arc<WorkerMetrics>]> = metrics.clone().into();
         let auth = AuthPool::start(
             settings.auth_threads,
             settings.users.clone(),
@@ -131,6 +132,7 @@ impl Broker {
                 topic_list: topics.clone(),
                 events: events_bus.clone(),
                 inbox: inbox.clone(),
+                loads: loads.clone(),
             });
             let worker = Worker {
                 me: i,
@@ -138,7 +140,7 @@ impl Broker {
                 inbox: inbox as Receiver<WorkerMsg>,
                 peers: peers.clone(),
                 shard,
-                partition: Partition::new(n, &settings.limits),
+                partition: Partition::new(&settings.limits),
                 out: Outbox::new(i, n),
             };
             workers.push(

@@ -141,7 +141,8 @@ fn start_shardmq(
     let config = format!(
         "(\n    listen: \"127.0.0.1:0\",\n    threads: {threads},\n    log_level: \"warn\",\n    \
          auth: (\n        allow_anonymous: {anon},\n        cache_secs: {cache},\n        users: [\n{users}        ],\n    ),\n    \
-         limits: (\n        max_inflight: {MAX_INFLIGHT},\n        max_queued_messages: {MAX_QUEUED},\n    ),\n)\n",
+         limits: (\n        max_inflight: {MAX_INFLIGHT},\n        max_queued_messages: {MAX_QUEUED},\n    ),\n    \
+         admin: (enabled: false),\n)\n",
         threads = setup.threads,
         anon = auth.is_none(),
         cache = if login_cache { 300 } else { 0 },

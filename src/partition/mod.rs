@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use crate::config::Limits;
-use crate::message::{home_of, ClientId, Delivery, Message};
+use crate::message::{ClientId, Delivery, Message};
 use crate::protocol::QoS;
 use crate::topic::{has_wildcard, SubscriptionTrie, TopicTree};
 use crate::worker::{Envelope, Outbox};
@@ -27,12 +27,11 @@ use history::History;
 struct Sub {
     qos: QoS,
     epoch: u64,
-    /// The subscriber's home worker, computed once at subscribe time.
+    /// The worker holding the subscriber's session (where deliveries go), as the subscribe said.
     home: usize,
 }
 
 pub struct Partition {
-    workers: usize,
     subs: SubscriptionTrie<ClientId, Sub>,
     retained: TopicTree<Arc<Message>>,
     history: History,
@@ -43,9 +42,8 @@ pub struct Partition {
 }
 
 impl Partition {
-    pub fn new(workers: usize, limits: &Limits) -> Partition {
+    pub fn new(limits: &Limits) -> Partition {
         Partition {
-            workers,
             subs: SubscriptionTrie::new(),
             retained: TopicTree::new(),
             history: History::new(
@@ -100,16 +98,17 @@ impl Partition {
     }
 
     /// Adds or replaces a subscription and sends the retained messages it matches in this partition
-    /// [MQTT-3.3.1-6], [MQTT-3.8.4-3] with RETAIN 1 [MQTT-3.3.1-8].
+    /// [MQTT-3.3.1-6], [MQTT-3.8.4-3] with RETAIN 1 [MQTT-3.3.1-8]. `home`: the worker holding the
+    /// session.
     pub fn subscribe(
         &mut self,
         client: ClientId,
         epoch: u64,
         filter: &str,
         qos: QoS,
+        home: usize,
         out: &mut Outbox,
     ) {
-        let home = home_of(&client, self.workers);
         let replaced = self
             .subs
             .insert(filter, client.clone(), Sub { qos, epoch, home });
@@ -238,7 +237,7 @@ mod tests {
 
     #[test]
     fn overlapping_subscriptions_give_one_copy_at_the_highest_qos() {
-        let mut p = Partition::new(1, &Limits::default());
+        let mut p = Partition::new(&Limits::default());
         let mut out = Outbox::new(0, 1);
         for (client, filter, qos) in [
             ("a", "s/+", QoS::AtMostOnce),
@@ -247,7 +246,7 @@ mod tests {
             ("b", "s/t", QoS::AtLeastOnce),
             ("c", "#", QoS::AtMostOnce),
         ] {
-            p.subscribe(client.into(), 1, filter, qos, &mut out);
+            p.subscribe(client.into(), 1, filter, qos, 0, &mut out);
         }
         assert_eq!(
             publish(&mut p, "s/t", QoS::ExactlyOnce),

@@ -93,6 +93,15 @@ impl Session {
         }
     }
 
+    /// Nothing subscribed, in flight, queued or half-received: no other thread holds anything that
+    /// refers to where this session lives, so it can move to another worker.
+    pub fn is_fresh(&self) -> bool {
+        self.subscriptions.is_empty()
+            && self.inflight.is_empty()
+            && self.queue.is_empty()
+            && self.incoming_qos2.is_empty()
+    }
+
     pub fn inflight_len(&self) -> usize {
         self.inflight.len()
     }

@@ -59,6 +59,11 @@ pub struct Conn {
     /// Boxed: most connections have none, and an idle connection should cost little.
     pub will: Option<Box<LastWill>>,
     pub level: Option<ProtocolLevel>,
+    /// A fresh session's connection whose first PUBLISH or SUBSCRIBE has not been seen yet: it may
+    /// still move to the worker owning that topic's partition (`Shard::placement`).
+    pub may_move: bool,
+    /// Set once it is to move: parsing stops, and the unparsed bytes travel with it.
+    pub moving_to: Option<usize>,
 }
 
 impl Conn {
@@ -86,6 +91,8 @@ impl Conn {
             connected_at: SystemTime::now(),
             will: None,
             level: None,
+            may_move: false,
+            moving_to: None,
         }
     }
 }

@@ -146,6 +146,8 @@ impl Worker {
         match msg {
             WorkerMsg::Accept { stream, peer } => self.shard.accept(stream, peer, now),
             WorkerMsg::Handoff(h) => self.shard.adopt(*h, &mut self.out, now),
+            WorkerMsg::Move(m) => self.shard.adopt_moved(*m, &mut self.out, now),
+            WorkerMsg::Gone(client) => self.shard.forget_moved(&client),
             WorkerMsg::AuthDone { conn, verdict } => {
                 self.shard.auth_done(conn, verdict, &mut self.out, now)
             }
@@ -170,9 +172,10 @@ impl Worker {
                 epoch,
                 filter,
                 qos,
+                home,
             } => self
                 .partition
-                .subscribe(client, epoch, &filter, qos, &mut self.out),
+                .subscribe(client, epoch, &filter, qos, home, &mut self.out),
             Envelope::Unsubscribe { client, filter } => {
                 self.partition.unsubscribe(&client, &filter)
             }
@@ -203,6 +206,15 @@ impl Worker {
                 discard_session,
                 reply,
             } => {
+                if let Some(w) = self.shard.moved_to(&client_id) {
+                    // The API asks the client id's home; the session lives where it moved.
+                    self.peers[w].send(WorkerMsg::Control(Control::Disconnect {
+                        client_id,
+                        discard_session,
+                        reply,
+                    }));
+                    return;
+                }
                 let found = self
                     .shard
                     .force_disconnect(&client_id, discard_session, &mut self.out);

@@ -21,7 +21,7 @@ use mio::Waker;
 use crate::auth::Verdict;
 use crate::message::{ClientId, Delivery, Message};
 use crate::protocol::{Connect, QoS};
-use crate::shard::ConnRef;
+use crate::shard::{ConnRef, Moving};
 use crate::topic::TopicList;
 
 /// Everything a worker's inbox carries. Inboxes are unbounded; see ARCHITECTURE.md for why each producer
@@ -33,7 +33,14 @@ pub enum WorkerMsg {
         peer: SocketAddr,
     },
     /// worker → the client id's home worker: a connection whose CONNECT was accepted (authenticated).
+    /// Also home → the worker its session moved to, and back (see [`Route`]).
     Handoff(Box<Handoff>),
+    /// worker → the worker owning the partition of a fresh session's first topic: the live connection
+    /// with its session (see `Shard::placement`). Sent after the turn's batches.
+    Move(Box<Moving>),
+    /// worker holding a moved session → the client id's home: the session ended, forget where it went.
+    /// Sent after the turn's batches, so the partitions already have the session's unsubscribes.
+    Gone(ClientId),
     /// auth pool → the worker that asked: the bcrypt verdict for a pending CONNECT.
     AuthDone { conn: ConnRef, verdict: Verdict },
     /// worker → worker: the envelopes of one loop turn, with their [`Envelope::cost`] summed.
@@ -54,11 +61,13 @@ pub enum Envelope {
     /// shard → the topic's partition.
     Publish(Arc<Message>),
     /// shard → partition(s): exact filter → the filter's partition; wildcard filter → every partition.
+    /// `home` is the worker holding the session, where deliveries go.
     Subscribe {
         client: ClientId,
         epoch: u64,
         filter: Arc<str>,
         qos: QoS,
+        home: usize,
     },
     /// shard → the same partition(s) as the subscribe.
     Unsubscribe { client: ClientId, filter: Arc<str> },
@@ -86,6 +95,18 @@ pub struct Handoff {
     pub connect: Connect,
     /// Bytes the client sent after CONNECT, read before the move.
     pub leftover: Vec<u8>,
+    pub route: Route,
+}
+
+/// Where a [`Handoff`] is in its trip to the session of its client id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// Accepting worker → the client id's home (`home_of`).
+    ToHome,
+    /// Home → the worker its session moved to.
+    ToMoved,
+    /// That worker → home: the session had ended meanwhile (its `Gone` is ahead in the same channel).
+    Bounced,
 }
 
 /// Queries and commands of the internal API ([`crate::broker::BrokerHandle`]).
@@ -202,7 +223,8 @@ const BATCH_MAX: usize = 1024;
 pub struct Outbox {
     me: usize,
     remote: Vec<Vec<Envelope>>,
-    handoffs: Vec<(usize, Box<Handoff>)>,
+    /// Handoffs, moves and `Gone`s, in the order made; sent after the batches of the same turn.
+    msgs: Vec<(usize, WorkerMsg)>,
     /// Envelopes for this worker's own partition or shard: handled in the same turn, no channel.
     pub(crate) local: VecDeque<Envelope>,
     cost: usize,
@@ -213,7 +235,7 @@ impl Outbox {
         Outbox {
             me,
             remote: (0..workers).map(|_| Vec::new()).collect(),
-            handoffs: Vec::new(),
+            msgs: Vec::new(),
             local: VecDeque::new(),
             cost: 0,
         }
@@ -241,17 +263,23 @@ impl Outbox {
         }
     }
 
-    /// Handoffs go before the envelopes of the same turn, as they always have.
-    fn send_handoffs(&mut self, peers: &[WorkerHandle]) {
-        for (dest, h) in self.handoffs.drain(..) {
-            if !peers[dest].send(WorkerMsg::Handoff(h)) {
-                log::warn!("worker {dest} has stopped; a handed-off connection is dropped");
+    /// After the batches: a moved session's connection must reach its new worker after the publishes
+    /// it sent before moving (the same channel keeps them in order), and a `Gone` after the session's
+    /// unsubscribes reach the partitions.
+    fn send_msgs(&mut self, peers: &[WorkerHandle]) {
+        for (dest, msg) in self.msgs.drain(..) {
+            if !peers[dest].send(msg) {
+                log::warn!("worker {dest} has stopped; a connection moving there is dropped");
             }
         }
     }
 
     pub fn handoff(&mut self, dest: usize, h: Box<Handoff>) {
-        self.handoffs.push((dest, h));
+        self.msgs.push((dest, WorkerMsg::Handoff(h)));
+    }
+
+    pub fn send_later(&mut self, dest: usize, msg: WorkerMsg) {
+        self.msgs.push((dest, msg));
     }
 
     /// Sends the batches that have grown to [`BATCH_MAX`] envelopes, mid-turn: the destination starts
@@ -260,7 +288,6 @@ impl Outbox {
         if self.remote.iter().all(|b| b.len() < BATCH_MAX) {
             return;
         }
-        self.send_handoffs(peers);
         for (dest, batch) in self.remote.iter_mut().enumerate() {
             if batch.len() >= BATCH_MAX {
                 let batch = std::mem::replace(batch, Vec::with_capacity(BATCH_MAX));
@@ -274,7 +301,6 @@ impl Outbox {
     /// Sends each destination's batch and wakes each destination once.
     pub fn flush(&mut self, peers: &[WorkerHandle]) {
         self.cost = 0;
-        self.send_handoffs(peers);
         for (dest, batch) in self.remote.iter_mut().enumerate() {
             if batch.is_empty() {
                 continue;
@@ -284,5 +310,6 @@ impl Outbox {
                 peers[dest].wake();
             }
         }
+        self.send_msgs(peers);
     }
 }

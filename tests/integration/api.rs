@@ -7,7 +7,7 @@ use crate::common::*;
 use rumqttc::{LastWill, Packet, QoS};
 use shardmq::config::Limits;
 use shardmq::events::EventKind;
-use shardmq::message::home_of;
+use shardmq::message::{home_of, partition_of};
 use shardmq::protocol::QoS as BQoS;
 use shardmq::shard::{ClientInfo, WillInfo};
 use shardmq::{BrokerHandle, Settings};
@@ -90,7 +90,8 @@ fn clients_lists_what_each_client_connected_with() {
         ]
     );
     assert_eq!((a.inflight, a.queued, a.dropped), (0, 0, 0));
-    assert_eq!(a.shard, home_of("api-a", h.workers()));
+    // A fresh session moves to the worker of its first topic ("y"); "api-b" sent no topic and stays home.
+    assert_eq!(a.shard, partition_of("y", h.workers()));
     assert!(a.connected_since.is_some() && a.idle_secs.is_some());
 
     let b = &all[1];

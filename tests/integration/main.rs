@@ -13,6 +13,7 @@ mod connect;
 mod keepalive;
 mod malformed;
 mod mosquitto_clients;
+mod placement;
 mod publish;
 mod retain;
 mod session;
