@@ -128,7 +128,7 @@ pub fn rows(scenarios: &[Scenario], results: &[RunResult]) -> Vec<Row> {
             names.push(("(no result)", "", true));
         }
         let mut notes = Vec::new();
-        for key in ["gen CPU %", "broker CPU %"] {
+        for key in ["gen CPU %", "broker CPU %", "host steal %"] {
             let s = info_median(&rs, Kind::Shardmq, key);
             let m = info_median(&rs, Kind::Mosquitto, key);
             if s.is_some() || m.is_some() {
@@ -195,7 +195,7 @@ pub fn table(rows: &[Row]) -> String {
         "shardmq median [min–max]",
         "mosquitto median [min–max]",
         "shardmq/mosquitto",
-        "CPU shardmq/mosquitto runs (generator, broker)",
+        "CPU shardmq/mosquitto runs (generator, broker, host steal)",
     ];
     let mut lines: Vec<[String; 6]> = Vec::new();
     for r in rows {

@@ -287,6 +287,7 @@ struct Snap {
     connacks: u64,
     gen_cpu: Duration,
     broker_cpu: Duration,
+    steal: Duration,
 }
 
 fn snap(shared: &Shared, broker: &Broker) -> Snap {
@@ -297,6 +298,7 @@ fn snap(shared: &Shared, broker: &Broker) -> Snap {
         connacks: shared.connacks.load(Ordering::Relaxed),
         gen_cpu: sys::self_cpu(),
         broker_cpu: broker.cpu(),
+        steal: sys::host_steal(),
     }
 }
 
@@ -542,6 +544,7 @@ fn execute(
             connacks: s.connacks.load(Ordering::Relaxed),
             gen_cpu: Duration::ZERO,
             broker_cpu: Duration::ZERO,
+            steal: Duration::ZERO,
         };
         let text = if login {
             format!("{:.0} logins/s", rate(&last, &now, |x| x.connacks))
@@ -576,6 +579,9 @@ fn execute(
     res.info.push(("gen CPU %", gen_cpu));
     res.info
         .push(("broker CPU %", cpu_pct(&a, &b, |x| x.broker_cpu)));
+    // Percent of all CPUs' time, as `top` shows it.
+    let steal = cpu_pct(&a, &b, |x| x.steal) / sys::cpus() as f64;
+    res.info.push(("host steal %", steal));
 
     if login {
         res.metrics.push(metric(

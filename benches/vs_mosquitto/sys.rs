@@ -107,3 +107,27 @@ pub fn utc(secs: u64) -> String {
     let iso = shardmq::logging::format_utc(t);
     format!("{} {} UTC", &iso[..10], &iso[11..19])
 }
+
+/// CPU time the hypervisor gave to others while this machine's CPUs wanted to run ("steal" in
+/// /proc/stat, all CPUs together). A run during which the host was busy is noisy for latency:
+/// reporting steal per run tells a noisy run from a slow broker.
+pub fn host_steal() -> Duration {
+    let Ok(stat) = std::fs::read_to_string("/proc/stat") else {
+        return Duration::ZERO;
+    };
+    let ticks = stat
+        .lines()
+        .find(|l| l.starts_with("cpu "))
+        .and_then(|l| l.split_whitespace().nth(8))
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    // SAFETY: sysconf only reads a configuration value.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let hz = if hz > 0 { hz as u64 } else { 100 };
+    Duration::from_micros(ticks * 1_000_000 / hz)
+}
+
+/// CPUs this process may run on.
+pub fn cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}

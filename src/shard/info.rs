@@ -33,7 +33,7 @@ pub struct ClientInfo {
     pub queued: usize,
     /// Messages dropped because the session's queue was full.
     pub dropped: u64,
-    /// The worker that holds the session.
+    /// The worker that holds the session: its home, or where it moved at its first topic.
     pub shard: usize,
     pub connected_since: Option<SystemTime>,
 }
