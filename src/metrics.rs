@@ -3,7 +3,12 @@
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 
+/// One worker's counters. Only that worker writes them, so an update is a plain load and store (no
+/// locked read-modify-write, which on the delivery path cost about a tenth of the broker's CPU in a
+/// fan-out profile); readers (the API, placement) see each value whole. Aligned to its own cache lines,
+/// so two workers counting never share one.
 #[derive(Debug, Default)]
+#[repr(align(128))]
 pub struct WorkerMetrics {
     pub connections: AtomicI64,
     pub sessions: AtomicI64,
@@ -18,36 +23,45 @@ pub struct WorkerMetrics {
     pub publishes_refused: AtomicU64,
 }
 
+/// Adds to a counter that only the calling thread writes.
+fn bump(c: &AtomicU64, by: u64) {
+    c.store(c.load(Relaxed).wrapping_add(by), Relaxed);
+}
+
+fn shift(c: &AtomicI64, by: i64) {
+    c.store(c.load(Relaxed).wrapping_add(by), Relaxed);
+}
+
 impl WorkerMetrics {
     pub fn connection_opened(&self) {
-        self.connections.fetch_add(1, Relaxed);
+        shift(&self.connections, 1);
     }
     pub fn connection_closed(&self) {
-        self.connections.fetch_sub(1, Relaxed);
+        shift(&self.connections, -1);
     }
     pub fn sessions_changed(&self, by: i64) {
-        self.sessions.fetch_add(by, Relaxed);
+        shift(&self.sessions, by);
     }
     pub fn message_in(&self) {
-        self.messages_in.fetch_add(1, Relaxed);
+        bump(&self.messages_in, 1);
     }
     pub fn message_out(&self) {
-        self.messages_out.fetch_add(1, Relaxed);
+        bump(&self.messages_out, 1);
     }
     pub fn add_bytes_in(&self, n: usize) {
-        self.bytes_in.fetch_add(n as u64, Relaxed);
+        bump(&self.bytes_in, n as u64);
     }
     pub fn add_bytes_out(&self, n: usize) {
-        self.bytes_out.fetch_add(n as u64, Relaxed);
+        bump(&self.bytes_out, n as u64);
     }
     pub fn dropped(&self) {
-        self.dropped.fetch_add(1, Relaxed);
+        bump(&self.dropped, 1);
     }
     pub fn subscription_refused(&self) {
-        self.subscriptions_refused.fetch_add(1, Relaxed);
+        bump(&self.subscriptions_refused, 1);
     }
     pub fn publish_refused(&self) {
-        self.publishes_refused.fetch_add(1, Relaxed);
+        bump(&self.publishes_refused, 1);
     }
 }
 
