@@ -22,12 +22,15 @@ pub struct Message {
     pub time: SystemTime,
 }
 
-/// One copy of a message for one subscriber, sent from the topic's partition to the subscriber's home shard.
+/// One copy of a message for one subscriber, sent from the topic's partition to the shard holding the
+/// subscriber's session.
 #[derive(Debug)]
 pub struct Delivery {
-    pub client: ClientId,
-    /// The session incarnation the subscription belongs to: a delivery for an ended clean session is
-    /// dropped rather than handed to a new session that reuses the client id.
+    /// The session incarnation the subscription belongs to, unique across workers: it names the
+    /// session (the shard finds it by epoch), so a delivery for an ended clean session is dropped
+    /// rather than handed to a new session that reuses the client id. Not the client id: cloning that
+    /// `Arc` here and dropping it on the shard's thread made its reference count bounce between cores
+    /// (about 13 % of the broker's CPU in a fan-out profile).
     pub epoch: u64,
     pub msg: Arc<Message>,
     /// min(publish QoS, highest matching subscription QoS) [MQTT-3.3.5-1].

@@ -35,8 +35,8 @@ pub struct Partition {
     subs: SubscriptionTrie<ClientId, Sub>,
     retained: TopicTree<Arc<Message>>,
     history: History,
-    /// Reused per publish: the matching subscriptions, merged per client.
-    matches: Vec<(ClientId, Sub)>,
+    /// Reused per publish: the matching subscriptions, merged per session.
+    matches: Vec<Sub>,
     /// Wildcard subscriptions held here (each is held by every partition), for counting.
     wildcard_subs: usize,
 }
@@ -68,29 +68,28 @@ impl Partition {
         self.history.record(&msg);
 
         let matches = &mut self.matches;
-        let filters = self.subs.for_each_match(&msg.topic, |client, sub| {
-            matches.push((client.clone(), *sub));
-        });
+        let filters = self
+            .subs
+            .for_each_match(&msg.topic, |_, sub| matches.push(*sub));
         if filters > 1 {
             // Overlapping subscriptions of one client give one copy at the highest matching QoS
-            // [MQTT-3.3.5-1]. With a single matching filter each client is there once already.
-            matches.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            // [MQTT-3.3.5-1]. With a single matching filter each client is there once already. A
+            // session's epoch names it (one per client id at a time).
+            matches.sort_unstable_by_key(|sub| sub.epoch);
             matches.dedup_by(|dup, kept| {
-                let same = dup.0 == kept.0;
+                let same = dup.epoch == kept.epoch;
                 if same {
-                    kept.1.qos = kept.1.qos.max(dup.1.qos);
+                    kept.qos = kept.qos.max(dup.qos);
                 }
                 same
             });
         }
-        for (client, sub) in matches.drain(..) {
-            let qos = msg.qos.min(sub.qos);
+        for sub in matches.drain(..) {
             // Copies to existing subscriptions go out with RETAIN 0 [MQTT-3.3.1-9].
             let d = Delivery {
-                client,
                 epoch: sub.epoch,
                 msg: msg.clone(),
-                qos,
+                qos: msg.qos.min(sub.qos),
                 retain: false,
             };
             out.push(sub.home, Envelope::Deliver(d));
@@ -117,7 +116,6 @@ impl Partition {
         }
         self.retained.for_each_match(filter, |_, msg| {
             let d = Delivery {
-                client: client.clone(),
                 epoch,
                 msg: msg.clone(),
                 qos: msg.qos.min(qos),
@@ -212,6 +210,11 @@ pub struct PartitionStats {
 mod tests {
     use super::*;
 
+    /// The session epoch of the test clients "a", "b", "c", ...: one per client, as in a shard.
+    fn epoch(client: &str) -> u64 {
+        u64::from(client.as_bytes()[0])
+    }
+
     fn publish(p: &mut Partition, topic: &str, qos: QoS) -> Vec<(String, QoS)> {
         let mut out = Outbox::new(0, 1);
         let msg = Arc::new(Message {
@@ -227,7 +230,7 @@ mod tests {
             .local
             .drain(..)
             .map(|e| match e {
-                Envelope::Deliver(d) => (d.client.to_string(), d.qos),
+                Envelope::Deliver(d) => (char::from(d.epoch as u8).to_string(), d.qos),
                 other => panic!("unexpected envelope {other:?}"),
             })
             .collect();
@@ -246,7 +249,7 @@ mod tests {
             ("b", "s/t", QoS::AtLeastOnce),
             ("c", "#", QoS::AtMostOnce),
         ] {
-            p.subscribe(client.into(), 1, filter, qos, 0, &mut out);
+            p.subscribe(client.into(), epoch(client), filter, qos, 0, &mut out);
         }
         assert_eq!(
             publish(&mut p, "s/t", QoS::ExactlyOnce),

@@ -115,9 +115,11 @@ impl Session {
     }
 
     /// Offers a message for delivery. `online` says whether a connection is attached.
+    /// The message is borrowed and cloned only if kept (QoS 1/2): its reference count is shared with
+    /// the other deliveries of a fan-out, on other threads, so each needless clone and drop costs.
     pub fn offer(
         &mut self,
-        msg: Arc<Message>,
+        msg: &Arc<Message>,
         qos: QoS,
         retain: bool,
         online: bool,
@@ -133,7 +135,7 @@ impl Session {
         }
         // Keep order: while older messages wait in the queue, a new one queues behind them.
         if online && self.queue.is_empty() && self.inflight.len() < max_inflight {
-            let pid = self.start(msg, qos, retain);
+            let pid = self.start(msg.clone(), qos, retain);
             return Offer::Send(Some(pid));
         }
         // `max_queued` caps an offline session's queue. A connected session's queue is held near half
@@ -145,7 +147,11 @@ impl Session {
             return Offer::Dropped;
         }
         self.queued_bytes += msg.payload.len();
-        self.queue.push_back(Queued { msg, qos, retain });
+        self.queue.push_back(Queued {
+            msg: msg.clone(),
+            qos,
+            retain,
+        });
         Offer::Queued
     }
 
@@ -267,30 +273,30 @@ mod tests {
     fn window_then_queue_then_drop_offline_and_order_is_kept() {
         let mut s = Session::new("c".into(), 1, false);
         assert_eq!(
-            s.offer(msg(1), QoS::AtLeastOnce, false, true, 2, 2),
+            s.offer(&msg(1), QoS::AtLeastOnce, false, true, 2, 2),
             Offer::Send(Some(pid(1)))
         );
         assert_eq!(
-            s.offer(msg(2), QoS::AtLeastOnce, false, true, 2, 2),
+            s.offer(&msg(2), QoS::AtLeastOnce, false, true, 2, 2),
             Offer::Send(Some(pid(2)))
         );
         assert_eq!(
-            s.offer(msg(3), QoS::AtLeastOnce, false, true, 2, 2),
+            s.offer(&msg(3), QoS::AtLeastOnce, false, true, 2, 2),
             Offer::Queued
         );
         assert_eq!(
-            s.offer(msg(4), QoS::AtLeastOnce, false, true, 2, 2),
+            s.offer(&msg(4), QoS::AtLeastOnce, false, true, 2, 2),
             Offer::Queued
         );
         // Connected: past the limit still queued (publishers are being paused meanwhile).
         assert_eq!(
-            s.offer(msg(5), QoS::AtLeastOnce, false, true, 2, 2),
+            s.offer(&msg(5), QoS::AtLeastOnce, false, true, 2, 2),
             Offer::Queued
         );
         assert_eq!(s.dropped, 0);
         // Offline: the limit drops, and counts.
         assert_eq!(
-            s.offer(msg(6), QoS::AtLeastOnce, false, false, 2, 2),
+            s.offer(&msg(6), QoS::AtLeastOnce, false, false, 2, 2),
             Offer::Dropped
         );
         assert_eq!(s.dropped, 1);
@@ -309,11 +315,11 @@ mod tests {
     fn offline_qos0_is_dropped_uncounted_and_qos1_is_queued() {
         let mut s = Session::new("c".into(), 1, false);
         assert_eq!(
-            s.offer(msg(1), QoS::AtMostOnce, false, false, 10, 10),
+            s.offer(&msg(1), QoS::AtMostOnce, false, false, 10, 10),
             Offer::Dropped
         );
         assert_eq!(
-            s.offer(msg(2), QoS::AtLeastOnce, false, false, 10, 10),
+            s.offer(&msg(2), QoS::AtLeastOnce, false, false, 10, 10),
             Offer::Queued
         );
         assert_eq!(s.dropped, 0);
@@ -324,7 +330,7 @@ mod tests {
     fn qos2_outbound_handshake() {
         let mut s = Session::new("c".into(), 1, false);
         assert_eq!(
-            s.offer(msg(1), QoS::ExactlyOnce, false, true, 10, 10),
+            s.offer(&msg(1), QoS::ExactlyOnce, false, true, 10, 10),
             Offer::Send(Some(pid(1)))
         );
         assert!(
@@ -352,11 +358,11 @@ mod tests {
         let mut s = Session::new("c".into(), 1, false);
         s.next_pid = u16::MAX - 1;
         assert_eq!(
-            s.offer(msg(1), QoS::AtLeastOnce, false, true, 10, 10),
+            s.offer(&msg(1), QoS::AtLeastOnce, false, true, 10, 10),
             Offer::Send(Some(pid(u16::MAX)))
         );
         assert_eq!(
-            s.offer(msg(2), QoS::AtLeastOnce, false, true, 10, 10),
+            s.offer(&msg(2), QoS::AtLeastOnce, false, true, 10, 10),
             Offer::Send(Some(pid(1)))
         );
     }

@@ -17,6 +17,7 @@ pub use info::{ClientInfo, WillInfo};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::fmt;
+use std::hash::BuildHasherDefault;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -154,6 +155,29 @@ pub struct ShardContext {
     pub loads: Arc<[Arc<WorkerMetrics>]>,
 }
 
+/// Epochs are the broker's own numbers (a counter above the worker index), not client input, so a
+/// multiply-shift is hash enough; the shift brings high product bits, which depend on every input
+/// bit, down to the bucket index.
+#[derive(Default)]
+struct EpochHasher(u64);
+
+impl std::hash::Hasher for EpochHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(self.0 ^ u64::from(*b));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        let h = n.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        self.0 = h ^ (h >> 32);
+    }
+}
+
 /// A live connection and its session on their way to another worker (see [`Shard::placement`]).
 pub struct Moving {
     conn: Conn,
@@ -169,6 +193,8 @@ pub struct Shard {
     /// Client ids whose home is this shard but whose session moved to another worker (placement), with
     /// that worker: a new CONNECT with the id is forwarded there. Removed on the worker's `Gone`.
     moved: HashMap<ClientId, usize>,
+    /// The client id of each session, by epoch: deliveries name sessions by epoch.
+    by_epoch: HashMap<u64, ClientId, BuildHasherDefault<EpochHasher>>,
     /// (deadline, slot, generation); entries whose time no longer equals the connection's `timer_at`
     /// are stale and skipped. One entry per connection at most.
     timers: BinaryHeap<Reverse<(Instant, usize, u32)>>,
@@ -204,6 +230,7 @@ impl Shard {
             conns: Slab::default(),
             sessions: HashMap::new(),
             moved: HashMap::new(),
+            by_epoch: HashMap::default(),
             timers: BinaryHeap::new(),
             ready: VecDeque::new(),
             dirty: Vec::new(),
@@ -758,6 +785,17 @@ impl Shard {
     fn session(&mut self, client: &ClientId) -> Option<&mut Session> {
         self.sessions.get_mut(client).map(|s| &mut **s)
     }
+
+    fn insert_session(&mut self, s: Box<Session>) {
+        self.by_epoch.insert(s.epoch, s.client_id.clone());
+        self.sessions.insert(s.client_id.clone(), s);
+    }
+
+    fn remove_session(&mut self, client: &ClientId) -> Option<Box<Session>> {
+        let s = self.sessions.remove(client)?;
+        self.by_epoch.remove(&s.epoch);
+        Some(s)
+    }
 }
 
 /// 1.5 × keep alive [MQTT-3.1.2-24].
@@ -942,7 +980,7 @@ impl Shard {
             return;
         };
         let client = client.clone();
-        let Some(mut session) = self.sessions.remove(&client) else {
+        let Some(mut session) = self.remove_session(&client) else {
             return;
         };
         self.cx.metrics.sessions_changed(-1);
@@ -967,7 +1005,7 @@ impl Shard {
             return;
         };
         session.conn = Some((slot, gen));
-        self.sessions.insert(client, session);
+        self.insert_session(session);
         self.cx.metrics.sessions_changed(1);
         if let Some(c) = self.conns.get_mut(slot, gen) {
             if !c.wbuf.is_empty() {
@@ -1009,15 +1047,17 @@ impl Shard {
         // connection asks for a clean session [MQTT-3.1.2-4], [MQTT-3.1.2-6].
         let present = !connect.clean_session && self.sessions.contains_key(&client);
         if !present {
-            if let Some(old) = self.sessions.remove(&client) {
+            if let Some(old) = self.remove_session(&client) {
                 forget_subscriptions(&old, self.cx.workers, out);
             }
             self.next_epoch += 1;
+            // Unique across workers (at most 1024 of them): deliveries name sessions by epoch.
             let epoch = (self.next_epoch << 10) | self.cx.me as u64;
-            self.sessions.insert(
+            self.insert_session(Box::new(Session::new(
                 client.clone(),
-                Box::new(Session::new(client.clone(), epoch, connect.clean_session)),
-            );
+                epoch,
+                connect.clean_session,
+            )));
             self.cx.metrics.sessions_changed(1);
         }
         let Some(session) = self.sessions.get_mut(&client) else {
@@ -1151,7 +1191,7 @@ impl Shard {
             return;
         };
         if session.clean {
-            if let Some(s) = self.sessions.remove(&client) {
+            if let Some(s) = self.remove_session(&client) {
                 forget_subscriptions(&s, self.cx.workers, out);
                 self.cx.metrics.sessions_changed(-1);
                 self.session_ended(&client, out);
@@ -1371,7 +1411,12 @@ impl Shard {
     /// A message from a partition for a session of this shard.
     pub fn deliver(&mut self, d: Delivery, out: &mut Outbox) {
         let limits = &self.cx.settings.limits;
-        let Some(session) = self.sessions.get_mut(&d.client) else {
+        // An epoch that is gone (the session ended, or a new one replaced it) finds nothing.
+        let Some(session) = self
+            .by_epoch
+            .get(&d.epoch)
+            .and_then(|client| self.sessions.get_mut(client))
+        else {
             return;
         };
         if session.epoch != d.epoch {
@@ -1390,7 +1435,7 @@ impl Shard {
             }
         }
         match session.offer(
-            d.msg.clone(),
+            &d.msg,
             d.qos,
             d.retain,
             conn.is_some(),
@@ -1420,12 +1465,16 @@ impl Shard {
                     }
                 }
             }
-            Offer::Queued => self.update_pressure(&d.client),
+            Offer::Queued => {
+                if let Some(client) = self.by_epoch.get(&d.epoch).cloned() {
+                    self.update_pressure(&client);
+                }
+            }
             Offer::Dropped => {
                 if d.qos != QoS::AtMostOnce {
                     log::debug!(
                         "client {}: queue full, message on `{}` dropped",
-                        d.client,
+                        self.by_epoch.get(&d.epoch).map_or("?", |c| &**c),
                         d.msg.topic
                     );
                 }
@@ -1627,7 +1676,7 @@ impl Shard {
             self.close(slot, gen, CloseReason::Forced, out);
         }
         if discard_session {
-            if let Some(s) = self.sessions.remove(&client) {
+            if let Some(s) = self.remove_session(&client) {
                 forget_subscriptions(&s, self.cx.workers, out);
                 self.cx.metrics.sessions_changed(-1);
                 self.session_ended(&client, out);
