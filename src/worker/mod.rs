@@ -269,7 +269,9 @@ impl Outbox {
     fn send_msgs(&mut self, peers: &[WorkerHandle]) {
         for (dest, msg) in self.msgs.drain(..) {
             if !peers[dest].send(msg) {
-                log::warn!("worker {dest} has stopped; a connection moving there is dropped");
+                log::warn!(
+                    "worker {dest} has stopped; a handoff, move or `Gone` for it is dropped"
+                );
             }
         }
     }
