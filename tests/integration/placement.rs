@@ -228,3 +228,46 @@ fn subscribers_of_one_topic_stay_spread_over_the_workers() {
         c.expect_publish(&topic, b"to all");
     }
 }
+
+/// A QoS 2 PUBLISH that moves its session is handled on the new worker, and so is its resend: the
+/// packet id it recorded there makes the resend (DUP) acknowledged but not delivered again
+/// [MQTT-4.3.3-2]; the will moves with the connection and is published when it drops.
+#[test]
+fn a_moved_session_keeps_exactly_once_and_its_will() {
+    let broker = TestBroker::start();
+    let n = broker.handle.workers();
+    let topic = topic_in_partition("pl/once", n - 1, n);
+    let will_topic = "pl/will";
+    let sub = TestClient::connect_to(broker.addr, "pl-once-sub");
+    sub.subscribe(&topic, QoS::ExactlyOnce);
+    sub.subscribe(will_topic, QoS::AtLeastOnce);
+
+    let id = id_on_worker("pl-once", 0, n);
+    let (mut raw, code, _) = RawConnect {
+        will: Some((will_topic, b"dropped", 1, false)),
+        ..RawConnect::new(&id)
+    }
+    .connect(broker.addr);
+    assert_eq!(code, 0);
+    raw.send(&publish_packet(&topic, 2, 7, false, false, b"once"));
+    raw.expect(&[0x50, 0x02, 0x00, 0x07]); // PUBREC
+    raw.send(&publish_packet(&topic, 2, 7, true, false, b"once"));
+    raw.expect(&[0x50, 0x02, 0x00, 0x07]); // PUBREC again, nothing routed
+    raw.send(&[0x62, 0x02, 0x00, 0x07]); // PUBREL
+    raw.expect(&[0x70, 0x02, 0x00, 0x07]); // PUBCOMP
+    assert_eq!(shard_of(&broker, &id), n - 1);
+    let got = sub.next_publish();
+    assert_eq!(
+        (got.topic.as_str(), &got.payload[..]),
+        (topic.as_str(), &b"once"[..])
+    );
+    // A marker from the same partition proves the resend was not delivered.
+    let marker = marker_for(&topic, n);
+    sub.subscribe(&marker, QoS::AtLeastOnce);
+    let publisher = TestClient::connect_to(broker.addr, "pl-once-pub");
+    publisher.publish_acked(&marker, QoS::AtLeastOnce, false, "marker");
+    sub.expect_publish(&marker, b"marker");
+
+    drop(raw); // no DISCONNECT: the will goes out
+    sub.expect_publish(will_topic, b"dropped");
+}
