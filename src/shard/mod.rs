@@ -273,12 +273,12 @@ impl Shard {
         match h.route {
             Route::ToHome => {
                 if let Some(&to) = self.moved.get(client) {
-                    out.handoff(
+                    out.send_later(
                         to,
-                        Box::new(Handoff {
+                        WorkerMsg::Handoff(Box::new(Handoff {
                             route: Route::ToMoved,
                             ..h
-                        }),
+                        })),
                     );
                     return;
                 }
@@ -286,12 +286,12 @@ impl Shard {
             Route::ToMoved => {
                 if !self.sessions.contains_key(client) {
                     let home = home_of(client, self.cx.workers);
-                    out.handoff(
+                    out.send_later(
                         home,
-                        Box::new(Handoff {
+                        WorkerMsg::Handoff(Box::new(Handoff {
                             route: Route::Bounced,
                             ..h
-                        }),
+                        })),
                     );
                     return;
                 }
@@ -922,15 +922,15 @@ impl Shard {
             log::warn!("{}: cannot move the connection: {e}", c.peer);
             return;
         }
-        out.handoff(
+        out.send_later(
             dest,
-            Box::new(Handoff {
+            WorkerMsg::Handoff(Box::new(Handoff {
                 stream: c.stream,
                 peer: c.peer,
                 connect: *connect,
                 leftover: c.rbuf,
                 route,
-            }),
+            })),
         );
     }
 
@@ -1186,10 +1186,12 @@ impl Shard {
             return;
         }
         session.conn = None;
-        self.update_pressure(&client);
-        let Some(session) = self.sessions.get_mut(&client) else {
-            return;
-        };
+        Shard::update_pressure(
+            session,
+            self.cx.settings.limits.max_queued_messages,
+            &mut self.pressured_sessions,
+            &self.cx.handle,
+        );
         if session.clean {
             if let Some(s) = self.remove_session(&client) {
                 forget_subscriptions(&s, self.cx.workers, out);
@@ -1465,16 +1467,17 @@ impl Shard {
                     }
                 }
             }
-            Offer::Queued => {
-                if let Some(client) = self.by_epoch.get(&d.epoch).cloned() {
-                    self.update_pressure(&client);
-                }
-            }
+            Offer::Queued => Shard::update_pressure(
+                session,
+                limits.max_queued_messages,
+                &mut self.pressured_sessions,
+                &self.cx.handle,
+            ),
             Offer::Dropped => {
                 if d.qos != QoS::AtMostOnce {
                     log::debug!(
                         "client {}: queue full, message on `{}` dropped",
-                        self.by_epoch.get(&d.epoch).map_or("?", |c| &**c),
+                        session.client_id,
                         d.msg.topic
                     );
                 }
@@ -1486,14 +1489,16 @@ impl Shard {
     /// Keeps `pressured_sessions` and this worker's pressure flag in step with one session: pressured
     /// once connected with more than half of `max_queued_messages` (at most [`PRESSURE_QUEUED`]), or
     /// more than [`PRESSURE_QUEUED_BYTES`] of payload, waiting, and until that is down to a half again,
-    /// so publishers resume while the queue still
-    /// holds work for the subscriber. Offline sessions never count: nothing could drain them, so they
-    /// drop (and count) what overflows instead.
-    fn update_pressure(&mut self, client: &ClientId) {
-        let high = (self.cx.settings.limits.max_queued_messages / 2).min(PRESSURE_QUEUED);
-        let Some(s) = self.sessions.get_mut(client) else {
-            return;
-        };
+    /// so publishers resume while the queue still holds work for the subscriber. Offline sessions never
+    /// count: nothing could drain them, so they drop (and count) what overflows instead. Takes the
+    /// fields it needs, so callers holding the session need not look it up again.
+    fn update_pressure(
+        s: &mut Session,
+        max_queued: usize,
+        pressured_sessions: &mut usize,
+        handle: &WorkerHandle,
+    ) {
+        let high = (max_queued / 2).min(PRESSURE_QUEUED);
         let (limit, bytes) = if s.pressured {
             (high / 2, PRESSURE_QUEUED_BYTES / 2)
         } else {
@@ -1503,11 +1508,11 @@ impl Shard {
         if now != s.pressured {
             s.pressured = now;
             if now {
-                self.pressured_sessions += 1;
+                *pressured_sessions += 1;
             } else {
-                self.pressured_sessions -= 1;
+                *pressured_sessions -= 1;
             }
-            self.cx.handle.set_pressure(self.pressured_sessions > 0);
+            handle.set_pressure(*pressured_sessions > 0);
         }
     }
 
@@ -1528,7 +1533,12 @@ impl Shard {
             queue_outgoing(c, &mut self.dirty, slot, gen, &o, false);
             self.cx.metrics.message_out();
         }
-        self.update_pressure(client);
+        Shard::update_pressure(
+            session,
+            self.cx.settings.limits.max_queued_messages,
+            &mut self.pressured_sessions,
+            &self.cx.handle,
+        );
     }
 
     fn write(&mut self, slot: usize, gen: u32, packet: &Packet) {

@@ -164,18 +164,16 @@ impl WorkerHandle {
         }
     }
 
-    /// Sends envelopes as one batch, accounting their cost, and wakes.
+    /// Sends envelopes as one batch, accounting their cost, and wakes. Returns false when the worker
+    /// has stopped.
     pub fn send_batch(&self, envelopes: Vec<Envelope>) -> bool {
-        self.send_batch_quiet(envelopes) && self.waker.wake().is_ok()
-    }
-
-    fn send_batch_quiet(&self, envelopes: Vec<Envelope>) -> bool {
         let cost = envelopes.iter().map(Envelope::cost).sum();
         self.backlog.fetch_add(cost, Ordering::Relaxed);
         if self.tx.send(WorkerMsg::Batch { envelopes, cost }).is_err() {
             self.backlog.fetch_sub(cost, Ordering::Relaxed);
             return false;
         }
+        self.wake();
         true
     }
 
@@ -276,10 +274,6 @@ impl Outbox {
         }
     }
 
-    pub fn handoff(&mut self, dest: usize, h: Box<Handoff>) {
-        self.msgs.push((dest, WorkerMsg::Handoff(h)));
-    }
-
     pub fn send_later(&mut self, dest: usize, msg: WorkerMsg) {
         self.msgs.push((dest, msg));
     }
@@ -293,9 +287,7 @@ impl Outbox {
         for (dest, batch) in self.remote.iter_mut().enumerate() {
             if batch.len() >= BATCH_MAX {
                 let batch = std::mem::replace(batch, Vec::with_capacity(BATCH_MAX));
-                if peers[dest].send_batch_quiet(batch) {
-                    peers[dest].wake();
-                }
+                peers[dest].send_batch(batch);
             }
         }
     }
@@ -307,10 +299,7 @@ impl Outbox {
             if batch.is_empty() {
                 continue;
             }
-            let batch = std::mem::take(batch);
-            if peers[dest].send_batch_quiet(batch) {
-                peers[dest].wake();
-            }
+            peers[dest].send_batch(std::mem::take(batch));
         }
         self.send_msgs(peers);
     }

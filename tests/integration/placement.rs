@@ -7,6 +7,16 @@ use crate::common::*;
 use rumqttc::QoS;
 use shardmq::message::partition_of;
 
+/// A broker, its worker count, a topic owned by the last worker and a client id homed on worker 0:
+/// with more than one worker, that client moves when it names the topic.
+fn fixture(tag: &str) -> (TestBroker, usize, String, String) {
+    let broker = TestBroker::start();
+    let n = broker.handle.workers();
+    let topic = topic_in_partition(&format!("pl/{tag}"), n - 1, n);
+    let id = id_on_worker(&format!("pl-{tag}"), 0, n);
+    (broker, n, topic, id)
+}
+
 fn shard_of(broker: &TestBroker, id: &str) -> usize {
     client_info(&broker.handle, id)
         .unwrap_or_else(|| panic!("{id} has no session"))
@@ -61,10 +71,7 @@ fn a_fresh_session_moves_to_its_first_topic_and_stays_there() {
 /// pipelined behind it: CONNECT, SUBSCRIBE and a PUBLISH to the subscribed topic in one write.
 #[test]
 fn pipelined_packets_behind_the_deciding_one_follow_it() {
-    let broker = TestBroker::start();
-    let n = broker.handle.workers();
-    let topic = topic_in_partition("pl/pipe", n - 1, n);
-    let id = id_on_worker("pl-pipe", 0, n);
+    let (broker, n, topic, id) = fixture("pipe");
     let mut raw = Raw::connect(broker.addr);
     let mut bytes = connect_packet(&id, true, 30);
     bytes.extend(subscribe_packet(1, &[(&topic, 1)]));
@@ -106,10 +113,7 @@ fn pipelined_packets_behind_the_deciding_one_follow_it() {
 /// home worker) finds it, and a second connection takes the first over [MQTT-3.1.4-2].
 #[test]
 fn reconnect_and_takeover_find_a_moved_session() {
-    let broker = TestBroker::start();
-    let n = broker.handle.workers();
-    let topic = topic_in_partition("pl/keep", n - 1, n);
-    let id = id_on_worker("pl-keep", 0, n);
+    let (broker, n, topic, id) = fixture("keep");
     let persistent = || {
         let mut o = options(broker.addr, &id);
         o.set_clean_session(false);
@@ -148,10 +152,7 @@ fn reconnect_and_takeover_find_a_moved_session() {
 /// the home heard that the session had ended, and there is never more than one session per id.
 #[test]
 fn a_client_id_whose_moved_session_ended_starts_afresh() {
-    let broker = TestBroker::start();
-    let n = broker.handle.workers();
-    let topic = topic_in_partition("pl/again", n - 1, n);
-    let id = id_on_worker("pl-again", 0, n);
+    let (broker, _, topic, id) = fixture("again");
     let publisher = TestClient::connect_to(broker.addr, "pl-again-pub");
     for round in 0..20 {
         let mut raw = Raw::connect(broker.addr);
@@ -182,10 +183,7 @@ fn a_client_id_whose_moved_session_ended_starts_afresh() {
 /// The admin API addresses a client by id, i.e. at its home worker; a moved client is still found.
 #[test]
 fn forced_disconnect_reaches_a_moved_client() {
-    let broker = TestBroker::start();
-    let n = broker.handle.workers();
-    let topic = topic_in_partition("pl/kick", n - 1, n);
-    let id = id_on_worker("pl-kick", 0, n);
+    let (broker, n, topic, id) = fixture("kick");
     let c = TestClient::connect_to(broker.addr, &id);
     c.subscribe(&topic, QoS::AtLeastOnce);
     assert_eq!(shard_of(&broker, &id), partition_of(&topic, n));
@@ -234,15 +232,12 @@ fn subscribers_of_one_topic_stay_spread_over_the_workers() {
 /// [MQTT-4.3.3-2]; the will moves with the connection and is published when it drops.
 #[test]
 fn a_moved_session_keeps_exactly_once_and_its_will() {
-    let broker = TestBroker::start();
-    let n = broker.handle.workers();
-    let topic = topic_in_partition("pl/once", n - 1, n);
+    let (broker, n, topic, id) = fixture("once");
     let will_topic = "pl/will";
     let sub = TestClient::connect_to(broker.addr, "pl-once-sub");
     sub.subscribe(&topic, QoS::ExactlyOnce);
     sub.subscribe(will_topic, QoS::AtLeastOnce);
 
-    let id = id_on_worker("pl-once", 0, n);
     let (mut raw, code, _) = RawConnect {
         will: Some((will_topic, b"dropped", 1, false)),
         ..RawConnect::new(&id)
